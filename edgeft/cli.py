@@ -1,0 +1,170 @@
+"""The ``edgeft`` command line. Thin: parses options, calls the packages, prints results.
+
+Heavy packages (torch, transformers, onnx) are imported inside the commands that need them,
+so ``edgeft --help`` stays fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from edgeft import __version__
+from edgeft.errors import EdgeftError
+
+
+class EdgeftGroup(click.Group):
+    """Turns edgeft's errors into one ``Error: ...`` line and their exit code; warnings into
+    one ``Warning: ...`` line. Anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        def one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+            click.echo(f"Warning: {message}", err=True)
+
+        warnings.showwarning = one_line_warning
+        try:
+            return super().invoke(ctx)
+        except EdgeftError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _logger(as_json: bool) -> Callable[[str], None]:
+    return (lambda _: None) if as_json else (lambda line: click.echo(line, err=True))
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    cells = [[title for _, title in columns]] + [[str(r[key]) for key, _ in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@click.group(cls=EdgeftGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeft")
+def main() -> None:
+    """Fine-tune a compact backbone, export it to ONNX, and ship it with a lean runtime.
+
+    Start with `edgeft quickstart`, which runs the bundled sample data through the main job.
+    """
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def backbones(name: str | None, as_json: bool) -> None:
+    """List the backbones, or show one backbone's groups (what --freeze speaks).
+
+    NAME may be a registered name, a local Hugging Face folder, or a hub id.
+    """
+    if name is None:
+        from edgeft.backbones.registry import BACKBONES
+        import edgeft.backbones.efficientnet_lite  # noqa: F401  (registers)
+        import edgeft.backbones.hf_text  # noqa: F401
+
+        rows = [{"name": n, "task": e.spec.task, "params": e.spec.params, "source": e.spec.source,
+                 "offline": e.spec.available_offline(), "install": e.spec.pip, "card": e.spec.card}
+                for n, e in BACKBONES.items()]
+        if as_json:
+            _print_json(rows)
+            return
+        shown = [{**r, "params": f"{r['params'] / 1e6:.1f}M", "offline": "yes" if r["offline"] else f"no: {r['install']}"}
+                 for r in rows]
+        click.echo(_table(shown, [("name", "NAME"), ("task", "TASK"), ("params", "PARAMS"),
+                                  ("offline", "OFFLINE HERE"), ("source", "SOURCE")]))
+        click.echo("\nAlso: any local Hugging Face encoder folder, or a hub id where you have a network.")
+        return
+    from edgeft.backbones import load_backbone
+
+    model = load_backbone(name)
+    groups = model.group_parameters()
+    rows = [{"index": i, "group": g, "params": sum(p.numel() for _, p in ps)} for i, (g, ps) in enumerate(groups.items())]
+    info = {"name": model.spec.name, "task": model.spec.task, "preprocessing": model.preprocessing.to_dict(),
+            "groups": rows}
+    if as_json:
+        _print_json(info)
+        return
+    click.echo(f"{model.spec.name} ({model.spec.task}); --freeze N freezes the first N groups:")
+    click.echo(_table([{**r, "params": f"{r['params']:,}"} for r in rows],
+                      [("index", "#"), ("group", "GROUP"), ("params", "PARAMS")]))
+
+
+@main.command()
+@click.option("--backbone", "-b", help="Registered name, local Hugging Face folder, or hub id.")
+@click.option("--data", "-d", type=click.Path(), help="Image folder (one subfolder per class) or CSV/JSONL text.")
+@click.option("--output", "-o", type=click.Path(), required=True, help="Run directory to create (or resume).")
+@click.option("--freeze", default="all", show_default=True,
+              help="all (backbone frozen, head trains), none, N (first N groups), or a glob over group "
+                   "and parameter names. See `edgeft backbones NAME`.")
+@click.option("--epochs", default=10, show_default=True, type=int)
+@click.option("--lr", type=float, default=None, help="Learning rate [default: 3e-3 head only; 3e-4 image, 5e-5 text].")
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--val-split", default=0.2, show_default=True, type=float, help="Fraction held out, stratified.")
+@click.option("--val-data", type=click.Path(), help="Explicit validation data (instead of a split).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--weight-decay", default=0.01, show_default=True, type=float)
+@click.option("--warmup-ratio", default=0.1, show_default=True, type=float)
+@click.option("--label-smoothing", default=0.0, show_default=True, type=float)
+@click.option("--patience", default=3, show_default=True, type=int, help="Early-stopping patience in epochs (0: off).")
+@click.option("--cache-features/--no-cache-features", default=True, show_default=True,
+              help="Compute the frozen prefix once and train only the rest.")
+@click.option("--augment", is_flag=True, help="Random scale, crop and flip for images (turns the cache off).")
+@click.option("--pooling", type=click.Choice(["mean", "cls"]), help="Text pooling [default: the backbone's].")
+@click.option("--image-size", type=int, help="Crop size for images [default: the backbone's].")
+@click.option("--max-length", type=int, help="Token limit for text [default: 128].")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--num-workers", default=0, show_default=True, type=int, help="Data-loading processes.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout; no progress output.")
+def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noqa: ANN001
+    """Fine-tune a backbone on your data with partial freezing.
+
+    Writes RUN_DIR with model.safetensors (best epoch), config.json, metrics.json.
+    """
+    from edgeft.errors import UsageError
+    from edgeft.finetune import FinetuneConfig, finetune as run_finetune
+
+    if not resume and (not backbone or not data):
+        raise UsageError("--backbone and --data are required (or --resume with -o RUN_DIR)")
+    config = FinetuneConfig(backbone=backbone or "", data=data or "", output=output, **options)
+    result = run_finetune(config, resume=resume, log=_logger(as_json), progress=not as_json)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        click.echo(f"best val accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}; "
+                   f"run written to {result.run_dir}")
+
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(), default="edgeft-quickstart", show_default=True,
+              help="Folder for the quickstart's runs.")
+@click.option("--epochs", default=10, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def quickstart(output: str, epochs: int, as_json: bool) -> None:
+    """Run the bundled sample data through the main job on the default backbones."""
+    from edgeft.quickstart import run_quickstart
+
+    rows = run_quickstart(Path(output), _logger(as_json), progress=not as_json, epochs=epochs)
+    if as_json:
+        _print_json(rows)
+        return
+    shown = [{**r, "val_accuracy": f"{r['val_accuracy']:.3f}", "seconds": f"{r['seconds']:.1f}",
+              "trainable_params": f"{r['trainable_params']:,}"} for r in rows]
+    click.echo(_table(shown, [("backbone", "BACKBONE"), ("task", "TASK"), ("val_accuracy", "VAL ACC"),
+                              ("epochs", "EPOCHS"), ("seconds", "SECONDS"), ("trainable_params", "TRAINABLE"),
+                              ("run_dir", "RUN DIR")]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

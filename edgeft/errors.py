@@ -1,0 +1,35 @@
+"""One exception tree for edgeft; each class carries the CLI exit code it maps to."""
+
+from __future__ import annotations
+
+
+class EdgeftError(Exception):
+    """Base of every error edgeft raises on purpose. Exit code 1: an internal failure."""
+
+    exit_code = 1
+
+
+class UsageError(EdgeftError):
+    """Bad usage or bad input: the user can fix it. Exit code 2."""
+
+    exit_code = 2
+
+
+class DataError(UsageError):
+    """A dataset that cannot be read or used as given."""
+
+
+class UnknownNameError(UsageError):
+    """A lookup in a registry failed."""
+
+
+class MissingDependencyError(UsageError):
+    """An optional package is not installed; the message names the pip command."""
+
+
+class DeviceError(UsageError):
+    """A requested device is not available on this machine."""
+
+
+class RunDirError(UsageError):
+    """A run directory that is missing, incomplete or would be overwritten."""

@@ -1,0 +1,8 @@
+"""Fine-tuning with partial freezing, a feature cache, and resumable run directories."""
+
+from edgeft.finetune.config import FinetuneConfig, FreezePolicy
+from edgeft.finetune.freezing import apply_freeze, set_train_mode
+from edgeft.finetune.loading import load_run
+from edgeft.finetune.trainer import FinetuneResult, finetune
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "FreezePolicy", "apply_freeze", "finetune", "load_run", "set_train_mode"]

@@ -1,0 +1,163 @@
+"""Pre-processing that training and serving share, in numpy and Pillow only.
+
+One implementation for both sides is what keeps train/serve parity: the spec dataclasses
+below are copied into a run's config and a bundle's manifest, and these functions apply them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgeft.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+_INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """Resize the shorter side to ``resize``, center-crop ``size``, then ``(x - mean) / std``.
+
+    ``mean`` and ``std`` are on the 0..255 scale, per RGB channel; the output is NCHW float32.
+    """
+
+    size: int = 224
+    resize: int = 256
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    layout: str = "NCHW"
+    channel_order: str = "RGB"
+
+    def __post_init__(self) -> None:
+        if self.size <= 0 or self.resize < self.size:
+            raise ValueError(f"need 0 < size <= resize, got size={self.size} resize={self.resize}")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {_INTERPOLATIONS}")
+
+    def with_size(self, size: int) -> "ImagePreprocessing":
+        """The same recipe at another crop size, keeping the resize/crop ratio."""
+        return replace(self, size=size, resize=max(size, round(size * self.resize / self.size)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "image", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ImagePreprocessing":
+        d = {k: v for k, v in data.items() if k != "kind"}
+        d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TextPreprocessing:
+    """Tokenize with the bundled tokenizer.json, truncate at ``max_length``, pad to the longest."""
+
+    max_length: int = 128
+    padding: str = "longest"
+    pad_token: str = "[PAD]"
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+    lowercase: bool = field(default=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "text", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TextPreprocessing":
+        d = {k: v for k, v in data.items() if k != "kind"}
+        d["input_names"] = tuple(d["input_names"])
+        return cls(**d)
+
+
+def preprocessing_from_dict(data: dict[str, Any]) -> ImagePreprocessing | TextPreprocessing:
+    """Read either spec back from its ``to_dict`` form."""
+    kind = data.get("kind")
+    if kind == "image":
+        return ImagePreprocessing.from_dict(data)
+    if kind == "text":
+        return TextPreprocessing.from_dict(data)
+    raise DataError(f"unknown preprocessing kind {kind!r}")
+
+
+def load_image(path: str | Path) -> "Image.Image":  # noqa: F821 - Pillow imported lazily
+    """Open an image file as RGB with its EXIF orientation applied."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+def crop_image(image: "Image.Image", spec: ImagePreprocessing) -> np.ndarray:  # noqa: F821
+    """Resize and center-crop an RGB image to a ``(size, size, 3)`` uint8 array."""
+    from PIL import Image
+
+    resample = {
+        "bicubic": Image.Resampling.BICUBIC,
+        "bilinear": Image.Resampling.BILINEAR,
+        "nearest": Image.Resampling.NEAREST,
+    }[spec.interpolation]
+    w, h = image.size
+    scale = spec.resize / min(w, h)
+    nw, nh = max(spec.size, round(w * scale)), max(spec.size, round(h * scale))
+    image = image.resize((nw, nh), resample)
+    left, top = (nw - spec.size) // 2, (nh - spec.size) // 2
+    return np.asarray(image.crop((left, top, left + spec.size, top + spec.size)), dtype=np.uint8)
+
+
+def normalize(crops: np.ndarray, spec: ImagePreprocessing) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 crops to normalised ``(N, 3, H, W)`` float32."""
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    inv_std = 1.0 / np.asarray(spec.std, dtype=np.float32)
+    x = (crops.astype(np.float32) - mean) * inv_std
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def load_tokenizer(path: str | Path, spec: TextPreprocessing) -> "Tokenizer":  # noqa: F821
+    """A ``tokenizers.Tokenizer`` from a tokenizer.json file, configured by ``spec``."""
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises its own Exception subclass
+        raise DataError(f"cannot read tokenizer {path}: {exc}") from None
+    return configure_tokenizer(tok, spec)
+
+
+def configure_tokenizer(tok: "Tokenizer", spec: TextPreprocessing) -> "Tokenizer":  # noqa: F821
+    """Truncate at ``spec.max_length`` and pad to the longest item of a batch."""
+    pad_id = tok.token_to_id(spec.pad_token)
+    if pad_id is None:
+        raise DataError(f"the tokenizer has no pad token {spec.pad_token!r}")
+    tok.enable_truncation(max_length=spec.max_length)
+    tok.enable_padding(pad_id=pad_id, pad_token=spec.pad_token)
+    return tok
+
+
+def encode_texts(
+    tokenizer: "Tokenizer", texts: Sequence[str], spec: TextPreprocessing, pad_to: int | None = None  # noqa: F821
+) -> dict[str, np.ndarray]:
+    """Tokenize a batch: int64 arrays named as ``spec.input_names``, padded to the longest item
+    (or to ``pad_to``)."""
+    if pad_to is not None:
+        tokenizer.enable_padding(
+            pad_id=tokenizer.token_to_id(spec.pad_token), pad_token=spec.pad_token, length=pad_to
+        )
+    try:
+        encodings = tokenizer.encode_batch(list(texts))
+    finally:
+        if pad_to is not None:
+            tokenizer.enable_padding(pad_id=tokenizer.token_to_id(spec.pad_token), pad_token=spec.pad_token)
+    arrays = {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+    }
+    return {name: arrays[name] for name in spec.input_names}

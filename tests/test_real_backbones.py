@@ -1,0 +1,45 @@
+"""The main job on the real backbones and the bundled sample data (the issue's floors)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edgeft.cli import main
+from edgeft.data import sample_data_path
+from tests.conftest import read_json
+
+pytestmark = pytest.mark.slow
+
+
+def test_quickstart_reaches_90_percent_on_both_backbones(tmp_path):
+    result = CliRunner().invoke(main, ["quickstart", "-o", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["backbone"]: r for r in json.loads(result.output)}
+    assert set(rows) == {"efficientnet_lite0", "minilm_l6"}
+    for row in rows.values():
+        assert row["val_accuracy"] >= 0.90, row
+        assert row["trainable_params"] < 10_000  # backbone frozen: only the head trains
+
+
+@pytest.mark.parametrize("backbone, modality", [("efficientnet_lite0", "image"), ("minilm_l6", "text")])
+def test_frozen_finetune_is_reproducible(tmp_path, backbone, modality):
+    metrics = []
+    for name in ("a", "b"):
+        args = ["finetune", "-b", backbone, "-d", str(sample_data_path(modality)), "-o", str(tmp_path / name),
+                "--epochs", "3", "--seed", "5", "--json"]
+        assert CliRunner().invoke(main, args).exit_code == 0
+        epochs = read_json(tmp_path / name / "metrics.json")["epochs"]
+        metrics.append([{k: v for k, v in e.items() if k != "seconds"} for e in epochs])
+    assert metrics[0] == metrics[1]
+    assert metrics[0][-1]["val_accuracy"] >= 0.90
+
+
+def test_partial_finetune_of_minilm_trains_the_last_layers(tmp_path):
+    args = ["finetune", "-b", "minilm_l6", "-d", str(sample_data_path("text")), "-o", str(tmp_path / "r"),
+            "--freeze", "5", "--epochs", "2", "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["cache"]["prefix_groups"] == 5 and not out["cache"]["pooled"]
+    assert out["best_val_accuracy"] >= 0.90
