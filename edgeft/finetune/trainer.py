@@ -17,10 +17,21 @@ from torch.utils.data import DataLoader
 from edgeft import __version__
 from edgeft.backbones import Backbone, backbone_spec, load_backbone
 from edgeft.data import DatasetSplits, load_dataset
-from edgeft.errors import DataError, RunDirError
+from edgeft.errors import DataError, RunDirError, UsageError
 from edgeft.finetune import run_dir as rd
 from edgeft.finetune.cache import CacheInfo, CachedStates, compute_states
 from edgeft.finetune.config import FinetuneConfig
+from edgeft.finetune.device import Precision, resolve_device
+from edgeft.finetune.distributed import (
+    DistContext,
+    GlobalBatchSampler,
+    all_reduce_sum,
+    broadcast_buffers,
+    check_ranks_agree,
+    strided_batches,
+    context_from_env,
+    init_process_group,
+)
 from edgeft.finetune.freezing import FreezeResult, apply_freeze, set_train_mode
 from edgeft.finetune.inputs import ImageItems, TextItems
 from edgeft.runtime.preprocess import configure_tokenizer
@@ -71,6 +82,7 @@ def build_model(config: FinetuneConfig, num_classes: int, pretrained: bool = Tru
         pooling=config.pooling,
         max_length=config.max_length,
         image_size=config.image_size,
+        dropout=config.dropout,
     )
 
 
@@ -87,10 +99,28 @@ def _items(model: Backbone, splits: DatasetSplits, config: FinetuneConfig):
 INFERENCE_BATCH = 8  # small batches run faster per item on CPU for these models (measured)
 
 
-def _loader(items, config: FinetuneConfig, shuffle: bool, epoch: int = 0, batch_size: int | None = None) -> DataLoader:
-    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-    return DataLoader(items, batch_size=batch_size or config.batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=config.num_workers if not isinstance(items, CachedStates) else 0)
+def _to(obj, device: torch.device):
+    """Tensors in (nested) dicts, tuples and lists moved to ``device``."""
+    if torch.is_tensor(obj):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return type(obj)(_to(v, device) for v in obj) if isinstance(obj, (list, tuple)) else obj
+
+
+class _Step(nn.Module):
+    """What one training step runs, as a module so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: Backbone, mode: str, prefix: int) -> None:
+        super().__init__()
+        self.model, self.mode, self.prefix = model, mode, prefix
+
+    def forward(self, batch) -> torch.Tensor:  # noqa: ANN001
+        if self.mode == "pooled":
+            return self.model.head(batch[0])
+        if self.mode == "prefix":
+            return self.model.forward_from(tuple(batch), self.prefix)
+        return self.model(**batch)
 
 
 def _schedule(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
@@ -109,27 +139,51 @@ class _Trainer:
     """One run's state; ``fit`` runs the remaining epochs."""
 
     def __init__(self, config: FinetuneConfig, splits: DatasetSplits, model: Backbone, freeze: FreezeResult,
-                 log: Log, progress: bool) -> None:
+                 log: Log, progress: bool, ctx: DistContext, device: torch.device) -> None:
         self.config, self.splits, self.model, self.freeze = config, splits, model, freeze
-        self.log, self.progress = log, progress
+        self.ctx, self.device = ctx, device
+        self.precision = Precision(config.precision, device.type)
+        self.log, self.progress = log, progress and ctx.is_main
         self.out = Path(config.output)
+        model.to(device)
         self.train_items, self.val_items = _items(model, splits, config)
         self.cache_info: CacheInfo | None = None
-        self.forward = self._plan_cache()
+        self.step = _Step(model, *self._plan_cache())
+        self.step_ddp: nn.Module = self.step
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.step_ddp = DistributedDataParallel(
+                self.step, device_ids=[device.index] if device.type == "cuda" else None)
         params = [p for p in model.parameters() if p.requires_grad]
         self.lr = config.resolved_lr(freeze.head_only, splits.train.modality)
         self.optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=config.weight_decay)
         steps = config.epochs * math.ceil(len(self.train_items) / config.batch_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(steps, config.warmup_ratio))
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.scaler = self.precision.scaler()
         self.history: list[dict[str, Any]] = []
         self.best_accuracy, self.best_loss, self.best_epoch, self.bad_epochs = -1.0, math.inf, 0, 0
         self.stopped_early = False
 
     # -- the feature cache -------------------------------------------------------------------
-    def _plan_cache(self) -> Callable[[Any], torch.Tensor]:
+    def _loader(self, items, shuffle: bool, epoch: int = 0, batch_size: int | None = None,
+                shard: str = "slice") -> DataLoader:
+        """Batches in the single-process order. ``shard``: ``slice`` gives this rank its slice
+        of every batch (training), ``stride`` every world_size-th whole batch (evaluation),
+        ``none`` every batch (the feature cache: each rank caches all items)."""
+        rank, world = (self.ctx.rank, self.ctx.world_size) if shard != "none" else (0, 1)
+        batch_size = batch_size or self.config.batch_size
+        if shard == "stride":
+            sampler = strided_batches(len(items), batch_size, rank, world)
+        else:
+            sampler = GlobalBatchSampler(len(items), batch_size, self.config.seed * 1000 + epoch, shuffle, rank, world)
+        cached = isinstance(items, CachedStates)
+        return DataLoader(items, batch_sampler=sampler, num_workers=0 if cached else self.config.num_workers,
+                          pin_memory=self.device.type == "cuda")
+
+    def _plan_cache(self) -> tuple[str, int]:
         prefix, n_groups = self.freeze.frozen_prefix, len(self.model.groups())
-        full = lambda inputs: self.model(**inputs)  # noqa: E731
+        full = ("full", 0)
         if not self.config.cache_features:
             self.log("feature cache: off (--no-cache-features)")
             return full
@@ -144,8 +198,8 @@ class _Trainer:
         set_train_mode(self.model)  # frozen groups in eval mode, as during training
         caches = []
         for items, what in ((self.train_items, "train"), (self.val_items, "val")):
-            batches = _loader(items, self.config, shuffle=False, batch_size=INFERENCE_BATCH)
-            batches = self._bar(batches, f"caching {what} features")
+            batches = self._loader(items, shuffle=False, batch_size=INFERENCE_BATCH, shard="none")
+            batches = (_to(b, self.device) for b in self._bar(batches, f"caching {what} features"))
             caches.append(compute_states(self.model, batches, len(items), prefix, pooled, self.out.parent))
         self.train_items, self.val_items = caches
         self.cache_info = CacheInfo(
@@ -157,9 +211,7 @@ class _Trainer:
         self.log(f"feature cache: {where} of {self.cache_info.items} items, "
                  f"{self.cache_info.bytes / 2**20:.1f} MiB in {self.cache_info.storage}, "
                  f"{self.cache_info.seconds:.1f} s")
-        if pooled:
-            return lambda state: self.model.head(state[0])
-        return lambda state: self.model.forward_from(tuple(state), prefix)
+        return ("pooled", prefix) if pooled else ("prefix", prefix)
 
     def close(self) -> None:
         for items in (self.train_items, self.val_items):
@@ -178,30 +230,44 @@ class _Trainer:
             self.train_items.epoch = epoch
         set_train_mode(self.model)
         total, count = 0.0, 0
-        bar = self._bar(_loader(self.train_items, self.config, shuffle=True, epoch=epoch),
-                        f"epoch {epoch}/{self.config.epochs}")
-        for inputs, labels in bar:
-            labels = torch.as_tensor(labels)
-            loss = self.criterion(self.forward(inputs), labels)
+        loader = self._loader(self.train_items, shuffle=True, epoch=epoch)
+        global_sizes = [len(b) for b in loader.batch_sampler.global_batches()]
+        bar = self._bar(loader, f"epoch {epoch}/{self.config.epochs}")
+        for (inputs, labels), global_size in zip(bar, global_sizes):
+            inputs, labels = _to(inputs, self.device), torch.as_tensor(labels).to(self.device)
+            with self.precision.autocast():
+                logits = self.step_ddp(inputs)
+            loss_sum = nn.functional.cross_entropy(logits.float(), labels, reduction="sum",
+                                                   label_smoothing=self.config.label_smoothing)
+            # DDP averages gradients over ranks: scale so the result is the global batch's mean
+            loss = loss_sum * (self.ctx.world_size / global_size)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
             self.scheduler.step()
-            total += loss.item() * len(labels)
+            total += loss_sum.item()
             count += len(labels)
-            bar.set_postfix(loss=f"{total / count:.4f}")
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        total, count = all_reduce_sum([total, count], self.device)
         return total / count
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
         self.model.eval()
         loss, correct, count = 0.0, 0, 0
-        for inputs, labels in _loader(self.val_items, self.config, shuffle=False, batch_size=INFERENCE_BATCH):
-            labels = torch.as_tensor(labels)
-            logits = self.forward(inputs)
+        for inputs, labels in self._loader(self.val_items, shuffle=False, batch_size=INFERENCE_BATCH, shard="stride"):
+            inputs, labels = _to(inputs, self.device), torch.as_tensor(labels).to(self.device)
+            with self.precision.autocast():
+                logits = self.step(inputs).float()
             loss += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
             correct += int((logits.argmax(-1) == labels).sum())
             count += len(labels)
+        loss, correct, count = all_reduce_sum([loss, correct, count], self.device)
         return loss / count, correct / count
 
     def fit(self) -> None:
@@ -211,6 +277,7 @@ class _Trainer:
                 break
             start = time.perf_counter()
             train_loss = self._train_epoch(epoch)
+            broadcast_buffers(self.model)  # evaluate and save with rank 0's BatchNorm statistics
             val_loss, val_accuracy = self.evaluate()
             seconds = time.perf_counter() - start
             self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
@@ -225,9 +292,12 @@ class _Trainer:
                 self.bad_epochs += 1
             if self.config.patience and self.bad_epochs >= self.config.patience:
                 self.stopped_early = True
+            if self.ctx.enabled:
+                self.digest = check_ranks_agree(self.model)
             self.log(f"epoch {epoch}/{self.config.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
                      f"val accuracy {val_accuracy:.4f}{' (best)' if improved else ''}, {seconds:.2f} s")
-            self._save(improved)
+            if self.ctx.is_main:
+                self._save(improved)
         if self.stopped_early:
             self.log(f"early stop: no better val accuracy (or loss at equal accuracy) for {self.config.patience} epochs")
 
@@ -253,6 +323,8 @@ class _Trainer:
             "hyperparameters": {**self.config.to_dict(), "lr": self.lr, "optimizer": "AdamW",
                                 "schedule": "linear warmup + cosine"},
             "seed": self.config.seed,
+            "device": {"device": str(self.device), "precision": self.config.precision,
+                       "processes": self.ctx.world_size},
             "versions": _versions(),
             "finetune_config": self.config.to_dict(),
         }
@@ -261,7 +333,8 @@ class _Trainer:
         return {"epochs": self.history, "best_epoch": self.best_epoch,
                 "best_val_accuracy": self.best_accuracy, "stopped_early": self.stopped_early,
                 "trainable_params": self.freeze.trainable, "frozen_params": self.freeze.frozen,
-                "cache": asdict(self.cache_info) if self.cache_info else None}
+                "cache": asdict(self.cache_info) if self.cache_info else None,
+                "processes": self.ctx.world_size, "ranks_weights_sha256": getattr(self, "digest", None)}
 
     def _save(self, improved: bool) -> None:
         weights = self.model.state_dict()
@@ -314,6 +387,9 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, log: Log = _quiet,
     the first epoch, complete. ``resume=True`` continues the run stored in ``config.output``.
     """
     out = Path(config.output)
+    ctx = context_from_env()
+    if not ctx.is_main:
+        log, progress = _quiet, False
     if resume:
         stored = rd.read_json(out / rd.CONFIG) if (out / rd.CONFIG).exists() else None
         if stored is None:
@@ -321,6 +397,8 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, log: Log = _quiet,
         config = FinetuneConfig.from_dict({**stored["finetune_config"], "output": str(out)})
     else:
         rd.check_new_run_dir(out)
+    device = resolve_device(config.device, ctx.local_rank)
+    Precision(config.precision, device.type)  # validate before any work
     spec = backbone_spec(config.backbone)
     splits = load_dataset(config.data, val_split=config.val_split, seed=config.seed, val_path=config.val_data,
                           text_column=config.text_column, label_column=config.label_column)
@@ -333,8 +411,13 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, log: Log = _quiet,
         f"(frozen groups: {', '.join(freeze.frozen_groups) or 'none'})")
     log(f"data: {len(splits.train)} train / {len(splits.val)} val items, {len(splits.classes)} classes "
         f"({splits.source})")
+    log(f"device: {device}, precision {config.precision}"
+        + (f", {ctx.world_size} processes (global batch {config.batch_size})" if ctx.enabled else ""))
+    if ctx.enabled and config.batch_size < ctx.world_size:
+        raise UsageError(f"--batch-size {config.batch_size} is smaller than the {ctx.world_size} processes")
+    init_process_group(ctx, device)
     start = time.perf_counter()
-    trainer = _Trainer(config, splits, model, freeze, log, progress)
+    trainer = _Trainer(config, splits, model, freeze, log, progress, ctx, device)
     try:
         if resume:
             trainer.restore()
