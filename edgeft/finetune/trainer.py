@@ -164,6 +164,7 @@ class _Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_accuracy, self.best_loss, self.best_epoch, self.bad_epochs = -1.0, math.inf, 0, 0
         self.stopped_early = False
+        self.digest: str | None = None  # the ranks' common weights digest (distributed runs)
 
     # -- the feature cache -------------------------------------------------------------------
     def _loader(self, items, shuffle: bool, epoch: int = 0, batch_size: int | None = None,
@@ -334,7 +335,7 @@ class _Trainer:
                 "best_val_accuracy": self.best_accuracy, "stopped_early": self.stopped_early,
                 "trainable_params": self.freeze.trainable, "frozen_params": self.freeze.frozen,
                 "cache": asdict(self.cache_info) if self.cache_info else None,
-                "processes": self.ctx.world_size, "ranks_weights_sha256": getattr(self, "digest", None)}
+                "processes": self.ctx.world_size, "ranks_weights_sha256": self.digest}
 
     def _save(self, improved: bool) -> None:
         weights = self.model.state_dict()

@@ -6,7 +6,7 @@ below are copied into a run's config and a bundle's manifest, and these function
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -61,7 +61,7 @@ class TextPreprocessing:
     padding: str = "longest"
     pad_token: str = "[PAD]"
     input_names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
-    lowercase: bool = field(default=True)
+    lowercase: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "text", **asdict(self)}

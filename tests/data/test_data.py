@@ -1,7 +1,6 @@
 """Datasets: image folders, CSV/JSONL text, deterministic stratified splits, explicit val sets."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
