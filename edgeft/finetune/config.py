@@ -8,6 +8,8 @@ from typing import Any
 
 from edgeft.errors import UsageError
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 
 @dataclass(frozen=True)
 class FreezePolicy:
@@ -78,7 +80,7 @@ class FinetuneConfig:
             (self.image_size is None or self.image_size >= 32, "--image-size must be at least 32"),
             (self.max_length is None or self.max_length >= 4, "--max-length must be at least 4"),
             (self.num_workers >= 0, "--num-workers must be 0 or more"),
-            (self.precision in ("fp32", "bf16", "fp16"), "--precision must be fp32, bf16 or fp16"),
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
             (self.dropout is None or 0.0 <= self.dropout < 1.0, "--dropout must be in [0, 1)"),
         ]
         for ok, message in checks:

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from edgeft.errors import DeviceError, UsageError
-
-PRECISIONS = ("fp32", "bf16", "fp16")
+from edgeft.finetune.config import PRECISIONS
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -93,7 +93,7 @@ def check_ranks_agree(model: torch.nn.Module) -> str:
 
 class GlobalBatchSampler(Sampler[list[int]]):
     """The single-process batches (a seeded permutation cut into ``batch_size`` pieces), each
-    cut into ``world_size`` contiguous slices; this rank gets its slice (possibly empty)."""
+    cut into ``world_size`` contiguous, non-empty slices; this rank gets its slice."""
 
     def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle

@@ -28,9 +28,9 @@ from edgeft.finetune.distributed import (
     all_reduce_sum,
     broadcast_buffers,
     check_ranks_agree,
-    strided_batches,
     context_from_env,
     init_process_group,
+    strided_batches,
 )
 from edgeft.finetune.freezing import FreezeResult, apply_freeze, set_train_mode
 from edgeft.finetune.inputs import ImageItems, TextItems
@@ -139,10 +139,10 @@ class _Trainer:
     """One run's state; ``fit`` runs the remaining epochs."""
 
     def __init__(self, config: FinetuneConfig, splits: DatasetSplits, model: Backbone, freeze: FreezeResult,
-                 log: Log, progress: bool, ctx: DistContext, device: torch.device) -> None:
+                 log: Log, progress: bool, ctx: DistContext, device: torch.device, precision: Precision) -> None:
         self.config, self.splits, self.model, self.freeze = config, splits, model, freeze
         self.ctx, self.device = ctx, device
-        self.precision = Precision(config.precision, device.type)
+        self.precision = precision
         self.log, self.progress = log, progress and ctx.is_main
         self.out = Path(config.output)
         model.to(device)
@@ -253,7 +253,7 @@ class _Trainer:
             self.scheduler.step()
             total += loss_sum.item()
             count += len(labels)
-            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+            bar.set_postfix(loss=f"{total / count:.4f}")
         total, count = all_reduce_sum([total, count], self.device)
         return total / count
 
@@ -399,7 +399,7 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, log: Log = _quiet,
     else:
         rd.check_new_run_dir(out)
     device = resolve_device(config.device, ctx.local_rank)
-    Precision(config.precision, device.type)  # validate before any work
+    precision = Precision(config.precision, device.type)  # validated before any work
     spec = backbone_spec(config.backbone)
     splits = load_dataset(config.data, val_split=config.val_split, seed=config.seed, val_path=config.val_data,
                           text_column=config.text_column, label_column=config.label_column)
@@ -418,7 +418,7 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, log: Log = _quiet,
         raise UsageError(f"--batch-size {config.batch_size} is smaller than the {ctx.world_size} processes")
     init_process_group(ctx, device)
     start = time.perf_counter()
-    trainer = _Trainer(config, splits, model, freeze, log, progress, ctx, device)
+    trainer = _Trainer(config, splits, model, freeze, log, progress, ctx, device, precision)
     try:
         if resume:
             trainer.restore()
