@@ -160,6 +160,48 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
 
 
 @main.command()
+@click.argument("source")
+@click.option("--output", "-o", type=click.Path(), required=True, help="Bundle folder to write.")
+@click.option("--quantize", "-q", type=click.Choice(["none", "dynamic", "static", "fp16"]), default="none",
+              show_default=True, help="none: float32; dynamic: INT8 weights; static: INT8 weights and "
+                                      "activations (QDQ, calibrated); fp16: float16 weights and compute.")
+@click.option("--calibration-data", type=click.Path(), help="Images (a folder) or texts (.txt/.csv/.jsonl) to "
+              "calibrate static INT8 [default: the run's training split].")
+@click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True)
+@click.option("--calibration-samples", default=128, show_default=True, type=int, help="At most this many samples.")
+@click.option("--per-channel", is_flag=True, help="Per-channel INT8 weights (tried anyway if per-tensor misses the budget).")
+@click.option("--max-accuracy-drop", default=1.0, show_default=True, type=float,
+              help="Points of validation accuracy a quantized model may lose; beyond it the fallback recipes "
+                   "are tried, and if none fits, nothing is written (exit 1).")
+@click.option("--opset", type=int, help="ONNX opset [default: 18].")
+@click.option("--eval-samples", default=256, show_default=True, type=int,
+              help="Held-out samples for the PyTorch comparison and accuracy.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle at --output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def export(source: str, output: str, as_json: bool, **options: Any) -> None:
+    """Export SOURCE (a run directory, or a backbone name with its pretrained head) to a bundle.
+
+    The bundle holds model.onnx, edgeft.json (labels, inputs, preprocessing, quantization,
+    verification) and tokenizer.json for text. Every export is checked against PyTorch on
+    held-out samples; a quantized one also for accuracy on the run's validation split.
+    """
+    from edgeft.export import ExportConfig, export_bundle
+
+    result = export_bundle(ExportConfig(source=source, output=output, **options), log=_logger(as_json))
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    v = result.manifest.verification
+    acc = v["accuracy"]
+    accuracy = (f", accuracy {acc['float']:.2%} -> {acc['exported']:.2%}" if acc else "")
+    click.echo(f"{result.manifest.quantization['name']}: {result.size_bytes / 1e6:.1f} MB "
+               f"({result.size_bytes / result.float_size_bytes:.0%} of float), top-1 agreement with PyTorch "
+               f"{v['exported_vs_torch']['top1_agreement']:.1%}{accuracy}; bundle written to {result.bundle} "
+               f"in {result.seconds:.1f} s")
+
+
+@main.command()
 @click.option("--output", "-o", type=click.Path(), default="edgeft-quickstart", show_default=True,
               help="Folder for the quickstart's runs.")
 @click.option("--epochs", default=10, show_default=True, type=int)
@@ -177,6 +219,14 @@ def quickstart(output: str, epochs: int, as_json: bool) -> None:
     click.echo(_table(shown, [("backbone", "BACKBONE"), ("task", "TASK"), ("val_accuracy", "VAL ACC"),
                               ("epochs", "EPOCHS"), ("seconds", "SECONDS"), ("trainable_params", "TRAINABLE"),
                               ("run_dir", "RUN DIR")]))
+    exported = [{"backbone": r["backbone"], "variant": variant, **b} for r in rows for variant, b in r["bundles"].items()]
+    for b in exported:
+        b["size"] = f"{b['size_bytes'] / 1e6:.1f} MB"
+        b["agreement"] = f"{b['agreement']:.1%}"
+        b["drop"] = "n/a" if b["drop_points"] is None else f"{b['drop_points']:+.2f} pts"
+    click.echo("")
+    click.echo(_table(exported, [("backbone", "BACKBONE"), ("variant", "VARIANT"), ("recipe", "RECIPE"), ("size", "SIZE"),
+                                 ("agreement", "TOP-1 AGREEMENT"), ("drop", "ACCURACY DROP"), ("bundle", "BUNDLE")]))
 
 
 if __name__ == "__main__":

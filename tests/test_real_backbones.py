@@ -20,6 +20,10 @@ def test_quickstart_reaches_90_percent_on_both_backbones(tmp_path):
     for row in rows.values():
         assert row["val_accuracy"] >= 0.90, row
         assert row["trainable_params"] < 10_000  # backbone frozen: only the head trains
+        float_bundle, int8 = row["bundles"]["float"], row["bundles"]["int8"]
+        assert float_bundle["agreement"] == 1.0 and float_bundle["max_abs_diff"] <= 1e-4
+        assert int8["drop_points"] <= 1.0, int8  # the export issue's floor: within 1 point of float
+        assert int8["size_bytes"] <= 0.30 * float_bundle["size_bytes"], int8
 
 
 @pytest.mark.parametrize("backbone, modality", [("efficientnet_lite0", "image"), ("minilm_l6", "text")])

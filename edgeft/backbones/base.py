@@ -55,6 +55,7 @@ class Backbone(nn.Module):
     num_features: int
     head: nn.Module
     preprocessing: Any  # ImagePreprocessing or TextPreprocessing (edgeft.runtime.preprocess)
+    pretrained_labels: list[str] | None = None  # class names of a pretrained head that was kept
 
     def groups(self) -> list[tuple[str, list[nn.Module]]]:
         """The backbone's groups in execution order (the head is not among them)."""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -84,6 +86,12 @@ class EfficientNetLite(Backbone):
         self.head = nn.Sequential(nn.Dropout(self.dropout), nn.Linear(self.num_features, num_classes))
 
 
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names, index = class id."""
+    text = (Path(__file__).with_name("imagenet_classes.txt")).read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
 @register_backbone(LITE0)
 def load_efficientnet_lite0(
     spec: BackboneSpec,
@@ -117,4 +125,6 @@ def load_efficientnet_lite0(
     model = EfficientNetLite(net, spec, num_classes or 1000, dropout, preprocessing)
     if not keep_imagenet_head and num_classes is not None:
         model.reset_head(num_classes)
+    if keep_imagenet_head:
+        model.pretrained_labels = imagenet_labels()
     return model.to(memory_format=torch.channels_last)

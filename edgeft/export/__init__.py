@@ -1,0 +1,10 @@
+"""Export: PyTorch to ONNX, graph optimisation, quantization, verification, and the bundle.
+
+``export_bundle(ExportConfig(source="efficientnet_lite0", output="bundle", quantize="static",
+calibration_data="photos/"))``.
+"""
+
+from edgeft.export.config import CALIBRATION_METHODS, ExportConfig, QuantizeRecipe
+from edgeft.export.pipeline import AccuracyBudgetError, ExportResult, export_bundle
+
+__all__ = ["CALIBRATION_METHODS", "AccuracyBudgetError", "ExportConfig", "ExportResult", "QuantizeRecipe", "export_bundle"]

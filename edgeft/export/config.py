@@ -1,0 +1,124 @@
+"""Export configs: what to export where (``ExportConfig``) and how to quantize (``QuantizeRecipe``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from edgeft.errors import UsageError
+from edgeft.manifest import QUANTIZATION_MODES
+from edgeft.runtime.cpu import CpuInfo
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+REPAIR_STEPS = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class QuantizeRecipe:
+    """One way to quantize a float graph with onnxruntime.quantization.
+
+    ``reduce_range`` quantizes weights to 7 bits, which keeps the u8s8 kernels of x86 CPUs
+    without VNNI from saturating; ``exclude_first_last`` keeps the first and last compute nodes
+    (Conv / MatMul / Gemm / Attention) in float.
+    """
+
+    mode: str = "none"
+    per_channel: bool = False
+    reduce_range: bool = False
+    calibration_method: str = "minmax"
+    exclude_first_last: bool = False
+    repair_nodes: int = 0  # this many of the most precision-losing nodes get special treatment (static):
+    repair: str = "float"  # "float": kept in float; "full-range": 8-bit weights although reduce_range is on
+    weight_type: str = "int8"
+    activation_type: str = "uint8"
+
+    def __post_init__(self) -> None:
+        if self.mode not in QUANTIZATION_MODES:
+            raise UsageError(f"--quantize must be one of {', '.join(QUANTIZATION_MODES)}, not {self.mode!r}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise UsageError(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}")
+
+    @classmethod
+    def for_cpu(cls, mode: str, cpu: CpuInfo, per_channel: bool = False, calibration_method: str = "minmax") -> "QuantizeRecipe":
+        """The recipe for ``mode`` that computes exactly on ``cpu`` (reduce_range where u8s8 saturates)."""
+        int8 = mode in ("dynamic", "static")
+        return cls(mode=mode, per_channel=per_channel and int8, reduce_range=int8 and cpu.u8s8_saturates,
+                   calibration_method=calibration_method)
+
+    @property
+    def quantized(self) -> bool:
+        return self.mode in ("dynamic", "static")
+
+    def fallbacks(self) -> list["QuantizeRecipe"]:
+        """This recipe, then the ones tried when it misses the accuracy budget: per-channel
+        weights; first and last layers kept in float; for static, the 1, 2, 4, 8 nodes that lose
+        the most precision given full-range 8-bit weights (where reduce_range is on), then kept in
+        float (sensitivity repair); then dynamic quantization."""
+        if not self.quantized:
+            return [self]
+        chain = [self]
+        if not self.per_channel:
+            chain.append(replace(self, per_channel=True))
+        per_channel = chain[-1]
+        chain.append(replace(per_channel, exclude_first_last=True))
+        if self.mode == "static":
+            if per_channel.reduce_range:  # 8-bit weights on a few nodes keep the size; measured, not assumed
+                chain.extend(replace(per_channel, repair_nodes=k, repair="full-range") for k in REPAIR_STEPS)
+            chain.extend(replace(per_channel, repair_nodes=k) for k in REPAIR_STEPS)
+            chain.append(replace(self, mode="dynamic", per_channel=True, exclude_first_last=False))
+        return chain
+
+    @property
+    def name(self) -> str:
+        if not self.quantized:
+            return self.mode
+        parts = [self.mode, "u8s8" if self.activation_type == "uint8" else "s8s8",
+                 "per-channel" if self.per_channel else "per-tensor"]
+        if self.reduce_range:
+            parts.append("reduce-range")
+        if self.mode == "static":
+            parts.append(self.calibration_method)
+        if self.exclude_first_last:
+            parts.append("first/last float")
+        if self.repair_nodes:
+            parts.append(f"{self.repair_nodes} sensitive node{'s' if self.repair_nodes > 1 else ''} {self.repair}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """``edgeft export SOURCE -o OUTPUT`` and its options."""
+
+    source: str
+    output: str
+    quantize: str = "none"
+    calibration_data: str | None = None
+    calibration_method: str = "minmax"
+    calibration_samples: int = 128
+    per_channel: bool = False
+    max_accuracy_drop: float = 1.0
+    opset: int | None = None
+    eval_samples: int = 256
+    force: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        QuantizeRecipe(mode=self.quantize, calibration_method=self.calibration_method)  # validates both
+        checks = [
+            (self.calibration_samples >= 1, "--calibration-samples must be at least 1"),
+            (self.max_accuracy_drop >= 0, "--max-accuracy-drop must be 0 or more (points)"),
+            (self.opset is None or 14 <= self.opset <= 23, "--opset must be between 14 and 23"),
+            (self.eval_samples >= 1, "--eval-samples must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+
+    def recipe(self, cpu: CpuInfo) -> QuantizeRecipe:
+        return QuantizeRecipe.for_cpu(self.quantize, cpu, self.per_channel, self.calibration_method)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

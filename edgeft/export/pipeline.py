@@ -1,0 +1,250 @@
+"""``edgeft export``: source → ONNX → optimised → quantized (with fallbacks) → verified → bundle."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeft import __version__
+from edgeft.data import sample_data_path
+from edgeft.data.unlabelled import read_samples
+from edgeft.errors import EdgeftError, UsageError
+from edgeft.export.bundle import BundleWriter, check_destination
+from edgeft.export.config import ExportConfig, QuantizeRecipe
+from edgeft.export.convert import DEFAULT_OPSET, to_onnx
+from edgeft.export.golden import pick, write_golden
+from edgeft.export.inputs import Feeds, InputMaker
+from edgeft.export.optimize import optimize_graph
+from edgeft.export.quantize import quantize_graph
+from edgeft.export.source import ExportSource, load_source
+from edgeft.export.verify import FLOAT_TOLERANCE, Comparison, accuracy, check_parity, compare, onnx_logits, torch_logits
+from edgeft.manifest import MODEL, TOKENIZER, Manifest, TensorSpec, sha256_file, write_manifest
+from edgeft.runtime.cpu import cpu_info
+
+Log = Callable[[str], None]
+BATCH = 8
+_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16", "tensor(int32)": "int32"}
+
+
+class AccuracyBudgetError(EdgeftError):
+    """No recipe kept the accuracy within --max-accuracy-drop (exit 1; nothing written)."""
+
+
+@dataclass
+class Attempt:
+    """One quantization recipe tried, and how it did against PyTorch on the held-out samples."""
+
+    recipe: QuantizeRecipe
+    info: dict[str, Any]
+    comparison: Comparison
+    accuracy: float | None
+    drop_points: float | None
+    size_bytes: int
+    seconds: float
+    accepted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.name, "accepted": self.accepted, "accuracy": self.accuracy,
+                "drop_points": self.drop_points, "size_bytes": self.size_bytes,
+                "seconds": round(self.seconds, 2), **self.comparison.to_dict()}
+
+    def line(self) -> str:
+        acc = "" if self.accuracy is None else f", accuracy {self.accuracy:.2%} (drop {self.drop_points:+.2f} pts)"
+        return (f"{self.recipe.name}: top-1 agreement {self.comparison.top1_agreement:.1%}, "
+                f"max abs diff {self.comparison.max_abs_diff:.3g}{acc}")
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    manifest: Manifest
+    float_size_bytes: int
+    size_bytes: int
+    seconds: float
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {"bundle": str(self.bundle), "task": m.task, "quantization": m.quantization["name"],
+                "size_bytes": self.size_bytes, "float_size_bytes": self.float_size_bytes,
+                "size_ratio": self.size_bytes / self.float_size_bytes, "seconds": round(self.seconds, 2),
+                "verification": m.verification, "attempts": [a.to_dict() for a in self.attempts]}
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class _HeldOut:
+    items: list[str]
+    labels: list[int] | None
+    origin: str
+
+
+def _held_out(source: ExportSource, calibration: list[str] | None, limit: int) -> _HeldOut:
+    """Labelled validation samples where the source has them; else unlabelled ones."""
+    if source.val is not None and len(source.val):
+        return _HeldOut(list(source.val.items[:limit]), list(source.val.labels[:limit]), "the run's validation split")
+    if calibration:
+        return _HeldOut(calibration[:limit], None, "the calibration data (unlabelled)")
+    _, items = read_samples(sample_data_path(source.modality))
+    step = max(1, len(items) // limit)
+    return _HeldOut(items[::step][:limit], None, "edgeft's bundled sample data (unlabelled)")
+
+
+def _calibration_items(config: ExportConfig, source: ExportSource) -> list[str] | None:
+    if config.calibration_data:
+        modality, items = read_samples(config.calibration_data)
+        if modality != source.modality:
+            raise UsageError(f"--calibration-data {config.calibration_data} holds {modality} samples; "
+                             f"{source.model.spec.name} takes {source.modality}")
+    elif source.train is not None:
+        items = list(source.train.items)
+    else:
+        return None
+    if len(items) > config.calibration_samples:
+        rng = np.random.default_rng(config.seed)
+        items = [items[i] for i in sorted(rng.choice(len(items), config.calibration_samples, replace=False))]
+    return items
+
+
+def _tensor_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    from edgeft.export.verify import session
+
+    sess = session(path)
+
+    def spec(value) -> TensorSpec:  # noqa: ANN001
+        return TensorSpec(value.name, _DTYPES.get(value.type, value.type), list(value.shape))
+
+    return [spec(v) for v in sess.get_inputs()], [spec(v) for v in sess.get_outputs()]
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {"edgeft": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
+    """Export ``config.source`` to a verified bundle at ``config.output``; nothing is written on failure."""
+    start = time.perf_counter()
+    check_destination(config.output, config.force)
+    cpu = cpu_info()
+    recipe = config.recipe(cpu)
+    source = load_source(config.source, log)
+    calibration = _calibration_items(config, source)
+    if recipe.mode == "static" and not calibration:
+        raise UsageError(f"--quantize static needs calibration samples: {config.source} has no training data; "
+                         "pass --calibration-data PATH")
+    maker = InputMaker(source.model.preprocessing, source.tokenizer_json)
+    held_out = _held_out(source, calibration, config.eval_samples)
+    batches = list(maker.batches(held_out.items, BATCH))
+    model = source.model
+    with tempfile.TemporaryDirectory(prefix="edgeft-export-") as tmp:
+        work = Path(tmp)
+        log(f"exporting {model.spec.name} to ONNX (opset {config.opset or DEFAULT_OPSET})")
+        exported = to_onnx(model, work / "exported.onnx", config.opset)
+        encoder_config = getattr(getattr(model, "encoder", None), "config", None)
+        float_path = optimize_graph(exported, work / "float.onnx", source.modality,
+                                    getattr(encoder_config, "num_attention_heads", 0), getattr(encoder_config, "hidden_size", 0))
+        reference = torch_logits(model, batches)
+        parity = check_parity(reference, onnx_logits(float_path, batches))
+        log(f"float ONNX matches PyTorch on {parity.samples} samples of {held_out.origin}: "
+            f"max abs diff {parity.max_abs_diff:.2g}, top-1 agreement {parity.top1_agreement:.0%}")
+        float_accuracy = accuracy(reference, held_out.labels) if held_out.labels else None
+        float_size = float_path.stat().st_size
+        calibration_batches = list(maker.batches(calibration, BATCH)) if calibration and recipe.mode == "static" else None
+        attempts = _quantize_within_budget(recipe, float_path, work, calibration_batches, batches, reference,
+                                           float_accuracy, held_out.labels, config.max_accuracy_drop, log)
+        chosen = attempts[-1]
+        chosen_path = work / "chosen.onnx"
+        with BundleWriter(config.output, config.force) as folder:
+            shutil.copyfile(chosen_path, folder / MODEL)
+            if source.tokenizer_json is not None:
+                (folder / TOKENIZER).write_text(source.tokenizer_json, encoding="utf-8")
+            golden_logits = onnx_logits(folder / MODEL, batches)
+            golden_items = [held_out.items[i] for i in pick(golden_logits)]
+            golden = write_golden(folder, folder / MODEL, maker, golden_items, recipe.mode)
+            inputs, outputs = _tensor_specs(folder / MODEL)
+            manifest = Manifest(
+                task=source.task, labels=source.labels, inputs=inputs, outputs=outputs,
+                preprocessing=model.preprocessing.to_dict(),
+                quantization={**chosen.info, "calibration_samples": len(calibration) if calibration_batches else 0,
+                              "requested": recipe.name, "attempts": [a.to_dict() for a in attempts],
+                              "budget": "validation accuracy drop" if float_accuracy is not None
+                              else "top-1 disagreement with PyTorch (no labels)",
+                              "cpu": cpu.to_dict()},
+                verification={
+                    "held_out": held_out.origin, "samples": len(held_out.items), "tolerance": FLOAT_TOLERANCE,
+                    "float_vs_torch": parity.to_dict(), "exported_vs_torch": chosen.comparison.to_dict(),
+                    "accuracy": None if float_accuracy is None else {
+                        "float": float_accuracy, "exported": chosen.accuracy, "drop_points": chosen.drop_points,
+                        "max_drop_points": config.max_accuracy_drop},
+                },
+                source={**source.description, "opset": config.opset or DEFAULT_OPSET,
+                        "exporter": "optimum-onnx" if source.modality == "text" else "torch.onnx (dynamo)",
+                        "edgeft_version": __version__, "versions": _versions(), "notes": source.notes,
+                        "export_config": config.to_dict(), "model_sha256": sha256_file(folder / MODEL)},
+                golden=golden, files={"model": MODEL, **({"tokenizer": TOKENIZER} if source.tokenizer_json else {}),
+                                      "golden": golden["file"]},
+            )
+            write_manifest(folder, manifest)
+            size = (folder / MODEL).stat().st_size
+    return ExportResult(Path(config.output), manifest, float_size, size, time.perf_counter() - start, attempts)
+
+
+def _quantize_within_budget(
+    recipe: QuantizeRecipe, float_path: Path, work: Path, calibration: list[Feeds] | None, batches: list[Feeds],
+    reference: np.ndarray, float_accuracy: float | None, labels: list[int] | None, max_drop: float, log: Log,
+) -> list[Attempt]:
+    """Try the recipe and its fallbacks in order until one meets the budget; the last attempt
+    returned is the one kept.
+
+    With labels the budget is the drop in validation accuracy. Without labels it is the top-1
+    disagreement with PyTorch, which bounds the accuracy drop from above; if no recipe meets it,
+    the most agreeing one is kept with a warning (accuracy was not measured, so nothing is proven
+    wrong), whereas a measured drop beyond the budget stops the export.
+    """
+    attempts: list[Attempt] = []
+    for candidate in recipe.fallbacks():
+        began = time.perf_counter()
+        path = work / f"candidate-{len(attempts)}.onnx"
+        if candidate.mode != "none":
+            log(f"quantizing: {candidate.name}")
+        info = quantize_graph(float_path, path, candidate, work, calibration)
+        logits = onnx_logits(path, batches)
+        comparison = compare(reference, logits)
+        acc = accuracy(logits, labels) if labels else None
+        drop = None if acc is None or float_accuracy is None else round((float_accuracy - acc) * 100, 4)
+        disagreement = (1.0 - comparison.top1_agreement) * 100
+        accepted = drop <= max_drop if drop is not None else disagreement <= max_drop
+        attempt = Attempt(candidate, info, comparison, acc, drop, path.stat().st_size,
+                          time.perf_counter() - began, accepted)
+        attempts.append(attempt)
+        if candidate.mode != "none":
+            log(("kept " if accepted else "rejected ") + attempt.line())
+        if accepted:
+            shutil.copyfile(path, work / "chosen.onnx")
+            return attempts
+    report = "; ".join(a.line() for a in attempts)
+    if labels:
+        raise AccuracyBudgetError(f"no recipe stayed within --max-accuracy-drop {max_drop:g} points "
+                                  f"(float accuracy {float_accuracy:.2%}): {report}. Nothing was written.")
+    best = max(range(len(attempts)), key=lambda i: (attempts[i].comparison.top1_agreement, -attempts[i].comparison.max_abs_diff))
+    kept = attempts.pop(best)
+    kept.accepted = True
+    attempts.append(kept)
+    shutil.copyfile(work / f"candidate-{best}.onnx", work / "chosen.onnx")
+    log(f"warning: no recipe agreed with PyTorch on {100 - max_drop:g}% of the unlabelled samples; kept the most "
+        f"agreeing one, {kept.recipe.name} ({kept.comparison.top1_agreement:.1%}). Pass labelled data to measure accuracy.")
+    return attempts

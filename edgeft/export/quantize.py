@@ -1,0 +1,163 @@
+"""Quantization steps, each an ONNX file in and an ONNX file out, done by onnxruntime.quantization
+(dynamic and static INT8) and onnxruntime's float16 converter."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import onnx
+
+from edgeft.errors import EdgeftError
+from edgeft.export.config import QuantizeRecipe
+from edgeft.export.inputs import Feeds
+
+COMPUTE_OPS = ("Conv", "MatMul", "Gemm", "Attention")
+
+
+class QuantizeFailed(EdgeftError):
+    """onnxruntime.quantization or the fp16 converter failed on this graph (exit 1)."""
+
+
+def compute_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the compute nodes (Conv, MatMul, Gemm, Attention) in graph order."""
+    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS]
+
+
+def _name_nodes(src: Path, dst: Path) -> onnx.ModelProto:
+    """The quantizer addresses nodes by name: give every unnamed node one."""
+    model = onnx.load(str(src))
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+    onnx.save(model, str(dst))
+    return model
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over batches of feeds."""
+
+    def __init__(self, batches: Iterable[Feeds]) -> None:
+        self._batches: Iterator[Feeds] = iter(batches)
+
+    def get_next(self) -> Feeds | None:
+        return next(self._batches, None)
+
+    def __iter__(self):  # newer onnxruntime iterates the reader
+        return iter(self.get_next, None)
+
+
+def _dynamic(src: Path, dst: Path, recipe: QuantizeRecipe, exclude: list[str]) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(src), str(dst), weight_type=QuantType.QInt8, per_channel=recipe.per_channel,
+        reduce_range=recipe.reduce_range, nodes_to_exclude=exclude,
+        # after onnxruntime's transformer fusions some tensors have no inferred type
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
+def _static(src: Path, dst: Path, recipe: QuantizeRecipe, exclude: list[str], calibration: Iterable[Feeds], work: Path,
+            full_range: list[str] = ()) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = work / "static_pre.onnx"
+    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+    weights = {n.name: n.input[1] for n in onnx.load(str(prepared)).graph.node if len(n.input) > 1}
+    overrides = {weights[name]: [{"quant_type": QuantType.QInt8, "reduce_range": False, "axis": 0}]
+                 for name in full_range if name in weights}
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[recipe.calibration_method]
+    quantize_static(
+        str(prepared), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8 if recipe.activation_type == "uint8" else QuantType.QInt8,
+        weight_type=QuantType.QInt8 if recipe.weight_type == "int8" else QuantType.QUInt8,
+        per_channel=recipe.per_channel, reduce_range=recipe.reduce_range, calibrate_method=method,
+        nodes_to_exclude=exclude,
+        extra_options={"CalibTensorRangeSymmetric": False, "DefaultTensorType": onnx.TensorProto.FLOAT,
+                       **({"TensorQuantOverrides": overrides} if overrides else {})},
+    )
+
+
+def _fp16(src: Path, dst: Path) -> None:
+    # onnxruntime's converter knows its own fused operators (Attention, SkipLayerNormalization...),
+    # which onnxconverter-common's leaves with mismatched casts
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = OnnxModel(onnx.load(str(src)))
+    model.convert_float_to_float16(keep_io_types=True)
+    model.save_model_to_file(str(dst))
+
+
+def _sensitive_nodes(named: Path, recipe: QuantizeRecipe, work: Path, calibration: Iterable[Feeds]) -> list[tuple[str, float]]:
+    """The nodes ranked by precision lost under ``recipe`` without repair (computed once per export)."""
+    import json
+
+    from edgeft.export.sensitivity import rank_nodes
+
+    cache = work / f"sensitivity-{recipe.per_channel}-{recipe.reduce_range}-{recipe.calibration_method}.json"
+    if not cache.is_file():
+        batches = list(calibration)
+        base = work / "sensitivity-base.onnx"
+        _static(named, base, replace(recipe, repair_nodes=0), [], batches, work)
+        cache.write_text(json.dumps(rank_nodes(work / "static_pre.onnx", base, batches[:4], work)))
+    return [tuple(item) for item in json.loads(cache.read_text())]
+
+
+def quantize_graph(
+    src: str | Path, dst: str | Path, recipe: QuantizeRecipe, work: str | Path,
+    calibration: Iterable[Feeds] | None = None,
+) -> dict[str, Any]:
+    """Apply ``recipe`` to the float graph ``src``; returns what the manifest records about it."""
+    src, dst, work = Path(src), Path(dst), Path(work)
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice at WARNING on the root logger
+    named = work / "named.onnx"
+    model = _name_nodes(src, named)
+    nodes = compute_nodes(model)
+    exclude = [nodes[0], nodes[-1]] if recipe.exclude_first_last and len(nodes) >= 2 else []
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
+            info_extra = _apply(recipe, named, dst, work, calibration, exclude, model)
+    except EdgeftError:
+        raise
+    except Exception as exc:  # onnxruntime.quantization raises plain exceptions of many kinds
+        raise QuantizeFailed(f"{recipe.name} quantization failed: {type(exc).__name__}: {exc}") from exc
+    exclude, full_range = info_extra
+    info: dict[str, Any] = {**recipe.to_dict(), "nodes_excluded": exclude,  # kept in float
+                            "nodes_full_range": full_range}
+    if recipe.mode == "fp16":
+        info.update(weight_type="float16", activation_type="float16", io_type="float32")
+    elif recipe.mode == "dynamic":
+        info.update(activation_type="uint8 (dynamic)")
+    elif recipe.mode == "none":
+        info.update(weight_type="float32", activation_type="float32")
+    return info
+
+
+def _apply(recipe: QuantizeRecipe, named: Path, dst: Path, work: Path, calibration: Iterable[Feeds] | None,
+           exclude: list[str], model: onnx.ModelProto) -> tuple[list[str], list[str]]:
+    """Run the quantizer ``recipe`` names; the nodes kept in float and those given full-range weights."""
+    full_range: list[str] = []
+    if recipe.repair_nodes and calibration is not None:
+        worst = [name for name, _ in _sensitive_nodes(named, recipe, work, calibration)[:recipe.repair_nodes]]
+        if recipe.repair == "full-range":
+            full_range = worst
+        else:
+            exclude = worst
+    if recipe.mode == "dynamic":
+        _dynamic(named, dst, recipe, exclude)
+    elif recipe.mode == "static":
+        if calibration is None:
+            raise QuantizeFailed("static quantization needs calibration data")
+        _static(named, dst, recipe, exclude, calibration, work, full_range)
+    elif recipe.mode == "fp16":
+        _fp16(named, dst)
+    else:
+        onnx.save(model, str(dst))
+    return exclude, full_range

@@ -1,0 +1,64 @@
+"""What this CPU can do for quantized kernels: model name and ISA flags (stdlib only).
+
+Used by export (to choose a recipe that is exact here), bench (fingerprints) and doctor.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass
+from typing import Any
+
+_X86_FLAGS = {"avx2": "avx2", "avx512f": "avx512", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
+              "amx_int8": "amx"}
+_ARM_FLAGS = {"asimddp": "dotprod", "i8mm": "i8mm", "sve": "sve"}
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The machine's architecture, CPU model, logical cores and the ISA features that matter."""
+
+    arch: str
+    model: str
+    cores: int
+    features: tuple[str, ...]
+
+    @property
+    def vnni(self) -> bool:
+        return "avx512_vnni" in self.features or "avx_vnni" in self.features
+
+    @property
+    def u8s8_saturates(self) -> bool:
+        """x86 without VNNI multiplies u8 by s8 in pairs summed to int16 (``vpmaddubsw``): large
+        activations times large weights saturate. 7-bit weights (reduce_range) avoid it."""
+        return self.arch in ("x86_64", "amd64") and not self.vnni
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "features": list(self.features)}
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "cpu model", "hardware") and not model:
+                    model = value.strip()
+                elif key in ("flags", "features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def cpu_info() -> CpuInfo:
+    """Read ``/proc/cpuinfo`` where there is one (Linux); elsewhere only what ``platform`` says."""
+    arch = platform.machine().lower()
+    model, flags = _cpuinfo()
+    table = _X86_FLAGS if arch in ("x86_64", "amd64") else _ARM_FLAGS
+    features = tuple(sorted({name for flag, name in table.items() if flag in flags}))
+    return CpuInfo(arch=arch, model=model or platform.processor() or arch, cores=os.cpu_count() or 1,
+                   features=features)
