@@ -35,6 +35,10 @@ _DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16
 class AccuracyBudgetError(EdgeftError):
     """No recipe kept the accuracy within --max-accuracy-drop (exit 1; nothing written)."""
 
+    def __init__(self, message: str, attempts: list["Attempt"]) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
 
 @dataclass
 class Attempt:
@@ -239,7 +243,7 @@ def _quantize_within_budget(
     report = "; ".join(a.line() for a in attempts)
     if labels:
         raise AccuracyBudgetError(f"no recipe stayed within --max-accuracy-drop {max_drop:g} points "
-                                  f"(float accuracy {float_accuracy:.2%}): {report}. Nothing was written.")
+                                  f"(float accuracy {float_accuracy:.2%}): {report}. Nothing was written.", attempts)
     best = max(range(len(attempts)), key=lambda i: (attempts[i].comparison.top1_agreement, -attempts[i].comparison.max_abs_diff))
     kept = attempts.pop(best)
     kept.accepted = True
