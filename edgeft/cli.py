@@ -202,6 +202,90 @@ def export(source: str, output: str, as_json: bool, **options: Any) -> None:
 
 
 @main.command()
+@click.argument("bundle", type=click.Path())
+@click.argument("inputs", nargs=-1)
+@click.option("--file", "-f", "text_file", type=click.Path(), help="Texts, one per line (text bundles).")
+@click.option("--top-k", "-k", default=1, show_default=True, type=int)
+@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--logits", is_flag=True, help="Include the raw logits in --json output.")
+@click.option("--threads", default=0, show_default=True, type=int, help="Intra-op threads (0: onnxruntime's choice).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
+def predict(bundle: str, inputs: tuple[str, ...], text_file: str | None, top_k: int, batch_size: int, logits: bool,
+            threads: int, as_json: bool) -> None:
+    """Classify INPUTS with BUNDLE: image paths, or texts as arguments, --file (one per line), or - for stdin."""
+    from edgeft.errors import UsageError
+    from edgeft.runtime import EdgeModel
+
+    if top_k < 1 or batch_size < 1:
+        raise UsageError("--top-k and --batch-size must be at least 1")
+    model = EdgeModel.load(bundle, threads=threads)
+    items = list(inputs)
+    if items == ["-"]:
+        items = [line.strip() for line in sys.stdin if line.strip()]
+    if text_file:
+        try:
+            items += [line.strip() for line in Path(text_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {text_file}: {exc}") from None
+    if not items:
+        raise UsageError("no inputs: give image paths or texts, --file, or - for stdin")
+    results = model.predict(items, top_k=top_k, batch_size=batch_size, return_logits=logits)
+    if as_json:
+        _print_json([{"input": item, **r.to_dict()} for item, r in zip(items, results)])
+        return
+    for item, r in zip(items, results):
+        shown = item if len(item) <= 60 else item[:57] + "..."
+        click.echo(f"{shown}\t" + ", ".join(f"{label} {score:.3f}" for label, score in r.top_k))
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--provider", "providers", multiple=True,
+              help="onnxruntime execution provider, repeatable [default: CUDA if available, then CPU].")
+@click.option("--threads", default=0, show_default=True, type=int, help="Intra-op threads (0: onnxruntime's choice).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def verify(bundle: str, providers: tuple[str, ...], threads: int, as_json: bool) -> None:
+    """Run BUNDLE's golden vectors on this machine and compare with the outputs stored at export.
+
+    Exits 1 when the difference is beyond the manifest's tolerance or a top-1 differs. Run it on
+    the target device before shipping.
+    """
+    from edgeft.runtime import EdgeModel
+
+    check = EdgeModel.load(bundle, providers=providers or None, threads=threads).check_golden()
+    if as_json:
+        _print_json(check.to_dict())
+    else:
+        click.echo(f"{'ok' if check.ok else 'MISMATCH'}: {check.count} golden samples on {check.provider}, max abs diff "
+                   f"{check.max_abs_diff:.3g} (tolerance {check.atol:.3g}), top-1 agreement {check.top1_agreement:.0%}")
+    if not check.ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path())
+@click.option("--output", "-o", type=click.Path(), required=True, help="Folder (or .zip file with --zip) to write.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True,
+              help="ort: the model converted to ORT format for ORT Mobile, with required_operators.config.")
+@click.option("--zip", "as_zip", is_flag=True, help="Write one zip file instead of a folder.")
+@click.option("--force", is_flag=True, help="Replace an existing package.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def package(bundle: str, output: str, fmt: str, as_zip: bool, force: bool, as_json: bool) -> None:
+    """Make BUNDLE app-ready: the bundle, a README for app developers, optionally ORT format.
+
+    The package is checked back before it is kept: it must load and reproduce its golden vectors.
+    """
+    from edgeft.export.package import package_bundle
+
+    out = package_bundle(bundle, output, fmt=fmt, as_zip=as_zip, force=force)
+    if as_json:
+        _print_json({"package": str(out), "format": fmt, "zip": as_zip})
+    else:
+        click.echo(f"package written to {out} ({fmt}{', zip' if as_zip else ''}); checked: loads and reproduces "
+                   "its golden vectors")
+
+
+@main.command()
 @click.option("--output", "-o", type=click.Path(), default="edgeft-quickstart", show_default=True,
               help="Folder for the quickstart's runs.")
 @click.option("--epochs", default=10, show_default=True, type=int)

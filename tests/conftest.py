@@ -76,3 +76,47 @@ def has_package(name: str) -> bool:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+# -- fine-tune runs and bundles, made once per session -------------------------------------------
+
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory, tiny_bert) -> Path:
+    from edgeft.finetune import FinetuneConfig, finetune
+
+    root = tmp_path_factory.mktemp("text-run")
+    data = write_text_csv(root / "texts.csv", per_class=16)
+    finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(data), output=str(root / "run"), epochs=3,
+                            batch_size=8, lr=1e-2, patience=0))
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def image_run(tmp_path_factory) -> Path:
+    from edgeft.finetune import FinetuneConfig, finetune
+
+    root = tmp_path_factory.mktemp("image-run")
+    data = write_image_folder(root / "images", per_class=8)
+    finetune(FinetuneConfig(backbone="efficientnet_lite0", data=str(data), output=str(root / "run"), epochs=3,
+                            batch_size=8, image_size=64, lr=1e-2, patience=0))
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def text_bundle(tmp_path_factory, text_run) -> Path:
+    """A dynamic INT8 bundle of the tiny BERT run."""
+    from edgeft.export import ExportConfig, export_bundle
+
+    out = tmp_path_factory.mktemp("text-bundle") / "bundle"
+    export_bundle(ExportConfig(source=str(text_run), output=str(out), quantize="dynamic"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_bundle(tmp_path_factory, image_run) -> Path:
+    """A float bundle of the Lite0 run (64 px)."""
+    from edgeft.export import ExportConfig, export_bundle
+
+    out = tmp_path_factory.mktemp("image-bundle") / "bundle"
+    export_bundle(ExportConfig(source=str(image_run), output=str(out)))
+    return out

@@ -2,3 +2,15 @@
 
 Never import torch, transformers, onnx or optimum from this package.
 """
+
+from typing import Any
+
+__all__ = ["EdgeModel", "GoldenCheck", "Prediction"]
+
+
+def __getattr__(name: str) -> Any:  # onnxruntime is imported only when a model is used
+    if name in __all__:
+        from edgeft.runtime import model
+
+        return getattr(model, name)
+    raise AttributeError(name)

@@ -1,0 +1,148 @@
+"""``edgeft package``: an app-ready folder or zip: the bundle, a README for app developers, and
+optionally the model in ORT format for ORT Mobile with its ``required_operators`` config."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+from edgeft.errors import UsageError
+from edgeft.export.bundle import BundleWriter
+from edgeft.manifest import MANIFEST, Manifest, read_manifest, sha256_file, write_manifest
+from edgeft.runtime.model import EdgeModel
+
+FORMATS = ("onnx", "ort")
+
+
+@contextlib.contextmanager
+def _quiet_logs():
+    import logging
+
+    loggers = [logging.getLogger(), logging.getLogger("ort_format_model.utils")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)  # the converter's tools log INFO lines
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _to_ort(folder: Path, manifest: Manifest) -> Manifest:
+    """Convert model.onnx to model.ort with onnxruntime's own tool (fixed, 'extended' optimisations:
+    CPU-provider fusions that do not depend on this machine's ISA) and write the operator config
+    for a reduced-size onnxruntime build."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    onnx_file = folder / manifest.model_file
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"] = "extended"
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_logs():
+                convert_onnx_models_to_ort(onnx_file, Path(tmp), [OptimizationStyle.Fixed], target_platform="arm")
+        finally:
+            os.environ.pop("ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL", None)
+        ort_file = next(Path(tmp).glob("*.ort"))
+        shutil.copyfile(ort_file, folder / "model.ort")
+        shutil.copyfile(next(Path(tmp).glob("*.required_operators*.config")), folder / "required_operators.config")
+    onnx_sha = manifest.source["model_sha256"]
+    onnx_file.unlink()
+    return replace(manifest, files={**manifest.files, "model": "model.ort", "required_operators": "required_operators.config"},
+                   source={**manifest.source, "model_sha256": sha256_file(folder / "model.ort"), "onnx_sha256": onnx_sha,
+                           "format": "ort"})
+
+
+def _readme(manifest: Manifest) -> str:
+    pre = manifest.preprocessing
+    inputs = "\n".join(f"- `{t.name}`: {t.dtype}, shape {t.shape}" for t in manifest.inputs)
+    labels = ", ".join(manifest.labels[:20]) + (f", ... ({len(manifest.labels)} in all)" if len(manifest.labels) > 20 else "")
+    if pre["kind"] == "image":
+        steps = (f"1. Decode to RGB, apply EXIF orientation.\n2. Resize the shorter side to {pre['resize']} px "
+                 f"({pre['interpolation']}), center-crop {pre['size']}x{pre['size']}.\n"
+                 f"3. `x = (pixel - mean) / std` per channel on the 0..255 scale, mean {pre['mean']}, std {pre['std']}.\n"
+                 f"4. Layout {pre['layout']} float32: `[batch, 3, {pre['size']}, {pre['size']}]`.")
+        example = 'print(model.predict(["photo.jpg"], top_k=3))'
+    else:
+        steps = (f"1. Tokenize with `tokenizer.json` (Hugging Face tokenizers format, any binding).\n"
+                 f"2. Truncate at {pre['max_length']} tokens; pad with `{pre['pad_token']}` to the longest text of the "
+                 f"batch (not to {pre['max_length']}: shorter is faster).\n3. Feed {', '.join(pre['input_names'])} as int64.")
+        example = 'print(model.predict(["text to classify"], top_k=3))'
+    q = manifest.quantization
+    return f"""# {manifest.source.get('backbone', {}).get('name', 'model')}: {manifest.task}
+
+Model file `{manifest.model_file}` ({q.get('name', q['mode'])}); manifest `edgeft.json`; labels (index = class id):
+{labels}.
+
+## Inputs
+{inputs}
+
+Output `{manifest.outputs[0].name}`: {manifest.outputs[0].dtype}, shape {manifest.outputs[0].shape}
+(logits; softmax for scores, argmax for the label).
+
+## Preprocessing
+{steps}
+
+## From Python (`pip install edgeft`: the core installs only numpy, onnxruntime, tokenizers, Pillow)
+```python
+from edgeft.runtime import EdgeModel
+
+model = EdgeModel.load("{'.'}")  # checks the format version, the model's sha256 and its inputs
+{example}
+```
+`edgeft verify .` on the target device runs the golden vectors in `{manifest.golden.get('file', 'golden.npz')}`
+and fails when the outputs differ beyond the stored tolerance.
+
+## From any onnxruntime binding (C, C++, Java/Kotlin, Objective-C/Swift, C#, JavaScript)
+Create a session on `{manifest.model_file}`, preprocess as above, run with the inputs named above,
+and read `{manifest.outputs[0].name}`. Everything needed is in `edgeft.json`.
+{'''`required_operators.config` lists the operators this model uses: pass it to onnxruntime's
+`build.sh --minimal_build --include_ops_by_config required_operators.config` for a reduced-size
+ORT Mobile build.''' if q and manifest.model_file.endswith('.ort') else ''}
+"""
+
+
+def package_bundle(bundle: str | Path, output: str | Path, fmt: str = "onnx", as_zip: bool = False,
+                   force: bool = False) -> Path:
+    """Write the app-ready folder (or zip) and check it back: it must load and pass its golden check."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
+    model = EdgeModel.load(bundle)  # refuses a broken bundle before anything is written
+    output = Path(output)
+    if as_zip:
+        if output.exists() and (not force or output.is_dir()):
+            raise UsageError(f"{output} exists; pass --force to replace it" if not output.is_dir()
+                             else f"{output} is a folder; --zip writes a file")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create {output.parent}: {exc.strerror or exc}") from None
+    work_parent = output.parent if as_zip else None
+    with tempfile.TemporaryDirectory(dir=work_parent) if as_zip else BundleWriter(output, force) as folder:
+        folder = Path(folder) / "bundle" if as_zip else Path(folder)
+        folder.mkdir(exist_ok=True)
+        for name in [MANIFEST, *model.manifest.files.values()]:
+            shutil.copyfile(model.path / name, folder / name)
+        manifest = read_manifest(folder)
+        if fmt == "ort":
+            manifest = _to_ort(folder, manifest)
+            write_manifest(folder, manifest)
+        (folder / "README.md").write_text(_readme(manifest), encoding="utf-8")
+        check = EdgeModel.load(folder).check_golden()
+        if not check.ok:
+            raise UsageError(f"the packaged model fails its golden check (max abs diff {check.max_abs_diff:.3g}, "
+                             f"tolerance {check.atol:.3g}); nothing written")
+        if as_zip:
+            tmp_zip = folder.parent / "package.zip"
+            with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(folder.iterdir()):
+                    archive.write(path, path.name)
+            os.replace(tmp_zip, output)
+    return output
+

@@ -1,0 +1,239 @@
+"""``EdgeModel``: load a bundle, check it, and run it (numpy, onnxruntime, tokenizers, Pillow only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgeft.errors import UsageError
+from edgeft.manifest import Manifest, ManifestError, read_manifest, sha256_file
+from edgeft.runtime.preprocess import (
+    ImagePreprocessing,
+    TextPreprocessing,
+    crop_image,
+    encode_texts,
+    load_image,
+    load_tokenizer,
+    normalize,
+    preprocessing_from_dict,
+)
+
+
+class BundleError(ManifestError):
+    """A bundle that cannot be run as its manifest says (hash mismatch, missing files, bad graph)."""
+
+
+class InputError(UsageError):
+    """Inputs the bundle's model cannot take (wrong shape or dtype, empty batch)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One input's result: the top label and score (softmax), the top-k, and logits on request."""
+
+    label: str
+    score: float
+    top_k: list[tuple[str, float]]
+    logits: list[float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"label": self.label, "score": self.score,
+                               "top_k": [{"label": label, "score": score} for label, score in self.top_k]}
+        if self.logits is not None:
+            out["logits"] = self.logits
+        return out
+
+
+@dataclass(frozen=True)
+class GoldenCheck:
+    """The bundle's golden vectors run on this machine."""
+
+    count: int
+    max_abs_diff: float
+    atol: float
+    top1_agreement: float
+    provider: str
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_diff <= self.atol and self.top1_agreement == 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "max_abs_diff": self.max_abs_diff, "atol": self.atol,
+                "top1_agreement": self.top1_agreement, "provider": self.provider, "ok": self.ok}
+
+
+def _unpack_zip(path: Path) -> Path:
+    """Extract a packaged zip into a private temporary folder after checking every entry's name:
+    no absolute paths, no ``..``, no links."""
+    import atexit
+    import shutil
+    import stat
+    import tempfile
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BundleError(f"{path} is not a readable zip ({exc})") from None
+    with archive:
+        for info in archive.infolist():
+            name = info.filename
+            parts = Path(name).parts
+            if name.startswith(("/", "\\")) or ":" in name or ".." in parts or stat.S_ISLNK(info.external_attr >> 16):
+                raise BundleError(f"{path} has an unsafe entry {name!r}; refusing to unpack it")
+        folder = Path(tempfile.mkdtemp(prefix="edgeft-bundle-"))
+        atexit.register(shutil.rmtree, folder, True)
+        archive.extractall(folder)
+    return folder
+
+
+def _providers(requested: Sequence[str] | None) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise UsageError(f"execution provider {missing[0]} is not available here; available: {', '.join(available)}")
+        return list(requested)
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class EdgeModel:
+    """A loaded bundle: ``EdgeModel.load("bundle/").logits(feeds)``; ``check_golden()`` for ``edgeft verify``."""
+
+    def __init__(self, path: Path, manifest: Manifest, session: Any) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.session = session
+        self.preprocessing: ImagePreprocessing | TextPreprocessing = preprocessing_from_dict(manifest.preprocessing)
+        self.tokenizer = None
+        if isinstance(self.preprocessing, TextPreprocessing):
+            tokenizer = path / manifest.files.get("tokenizer", "tokenizer.json")
+            if not tokenizer.is_file():
+                raise BundleError(f"{path} is a text bundle without its tokenizer ({tokenizer.name} is missing)")
+            self.tokenizer = load_tokenizer(tokenizer, self.preprocessing)
+
+    @property
+    def provider(self) -> str:
+        return self.session.get_providers()[0]
+
+    @classmethod
+    def load(cls, bundle: str | Path, providers: Sequence[str] | None = None, threads: int = 0,
+             optimization: str = "all") -> "EdgeModel":
+        """Check the manifest's version, the model's sha256 and its inputs/outputs, then open a session."""
+        import onnxruntime as ort
+
+        path = Path(bundle)
+        if path.is_file() and path.suffix == ".zip":
+            path = _unpack_zip(path)
+        manifest = read_manifest(path)
+        model_file = path / manifest.model_file
+        if not model_file.is_file():
+            raise BundleError(f"{model_file} is missing")
+        if sha256_file(model_file) != manifest.source["model_sha256"]:
+            raise BundleError(f"{model_file} does not match the manifest's sha256 (edited or corrupted); re-export it")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        options.graph_optimization_level = {
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
+        try:
+            session = ort.InferenceSession(str(model_file), options, providers=_providers(providers))
+        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+            raise BundleError(f"onnxruntime cannot load {model_file}: {str(exc).splitlines()[0]}") from None
+        graph = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
+        declared = ([t.name for t in manifest.inputs], [t.name for t in manifest.outputs])
+        if graph != declared:
+            raise BundleError(f"{model_file} has inputs/outputs {graph}, the manifest declares {declared}")
+        return cls(path, manifest, session)
+
+    def _check_feeds(self, feeds: dict[str, np.ndarray]) -> None:
+        for spec in self.manifest.inputs:
+            value = feeds.get(spec.name)
+            if value is None:
+                raise InputError(f"input {spec.name!r} is missing")
+            if str(value.dtype) != spec.dtype or value.ndim != len(spec.shape):
+                raise InputError(f"input {spec.name!r} must be {spec.dtype} with shape {spec.shape}, "
+                                 f"got {value.dtype} {list(value.shape)}")
+            for got, want in zip(value.shape, spec.shape):
+                if isinstance(want, int) and got != want:
+                    raise InputError(f"input {spec.name!r} must have shape {spec.shape}, got {list(value.shape)}")
+            if value.shape[0] == 0:
+                raise InputError("empty batch")
+
+    def logits(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The model's output for ready-made tensors, checked against the manifest first."""
+        self._check_feeds(feeds)
+        return self.session.run(None, feeds)[0]
+
+    def _image_crops(self, images: Sequence[Any]) -> np.ndarray:
+        from PIL import Image
+
+        crops = []
+        for item in images:
+            if isinstance(item, np.ndarray):
+                if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
+                    raise InputError(f"an image array must be uint8 HWC RGB, got {item.dtype} {list(item.shape)}")
+                item = Image.fromarray(item)
+            elif isinstance(item, (str, Path)):
+                item = load_image(item)
+            elif isinstance(item, Image.Image):
+                item = item.convert("RGB")
+            else:
+                raise InputError(f"cannot read an image from {type(item).__name__}")
+            crops.append(crop_image(item, self.preprocessing))
+        return np.stack(crops)
+
+    def preprocess(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Images (paths, PIL images, uint8 HWC arrays) or texts to the graph's input tensors.
+        Text is padded to the longest item of this batch, truncated at max_length."""
+        if len(items) == 0:
+            raise InputError("no inputs given")
+        if self.tokenizer is not None:
+            if not all(isinstance(t, str) for t in items):
+                raise InputError("a text bundle takes strings")
+            return encode_texts(self.tokenizer, list(items), self.preprocessing)
+        return {"pixel_values": normalize(self._image_crops(items), self.preprocessing)}
+
+    def predict(self, items: Sequence[Any], top_k: int = 1, batch_size: int = 32,
+                return_logits: bool = False) -> list[Prediction]:
+        """Label, score and top-k for each item, run in chunks of ``batch_size``."""
+        if isinstance(items, (str, bytes, np.ndarray)) and not (isinstance(items, np.ndarray) and items.ndim == 4):
+            items = [items]
+        if len(items) == 0:
+            raise InputError("no inputs given")
+        labels = self.manifest.labels
+        k = max(1, min(top_k, len(labels)))
+        out: list[Prediction] = []
+        for start in range(0, len(items), batch_size):
+            logits = self.logits(self.preprocess(items[start:start + batch_size])).astype(np.float64)
+            probs = np.exp(logits - logits.max(-1, keepdims=True))
+            probs /= probs.sum(-1, keepdims=True)
+            for row, p in zip(logits, probs):
+                order = np.argsort(-p, kind="stable")[:k]
+                top = [(labels[i], float(p[i])) for i in order]
+                out.append(Prediction(top[0][0], top[0][1], top, row.tolist() if return_logits else None))
+        return out
+
+    def check_golden(self) -> GoldenCheck:
+        """Run the bundle's golden inputs here and compare with the outputs stored at export."""
+        golden = self.manifest.golden
+        file = self.path / golden.get("file", "golden.npz")
+        if not file.is_file():
+            raise BundleError(f"{self.path} has no golden vectors ({file.name} is missing)")
+        data = np.load(file, allow_pickle=False)
+        if isinstance(self.preprocessing, ImagePreprocessing):
+            feeds = {"pixel_values": normalize(data["crops"], self.preprocessing)}
+        else:  # re-tokenized here: the check covers the bundled tokenizer too
+            feeds = encode_texts(self.tokenizer, [str(t) for t in data["texts"]], self.preprocessing)
+        logits = self.logits(feeds)
+        expected = data["logits"]
+        return GoldenCheck(len(expected), float(np.abs(logits - expected).max()), float(golden["atol"]),
+                           float(np.mean(logits.argmax(-1) == np.asarray(golden["top1"]))), self.provider)
