@@ -230,6 +230,7 @@ def predict(bundle: str, inputs: tuple[str, ...], text_file: str | None, top_k: 
     if not items:
         raise UsageError("no inputs: give image paths or texts, --file, or - for stdin")
     results = model.predict(items, top_k=top_k, batch_size=batch_size, return_logits=logits)
+    _logger(as_json)(f"{len(items)} input(s) on {model.provider}")
     if as_json:
         _print_json([{"input": item, **r.to_dict()} for item, r in zip(items, results)])
         return

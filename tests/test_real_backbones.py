@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from edgeft.cli import main
 from edgeft.data import sample_data_path
+from edgeft.runtime import EdgeModel
 from tests.conftest import read_json
 
 pytestmark = pytest.mark.slow
@@ -24,6 +25,9 @@ def test_quickstart_reaches_90_percent_on_both_backbones(tmp_path):
         assert float_bundle["agreement"] == 1.0 and float_bundle["max_abs_diff"] <= 1e-4
         assert int8["drop_points"] <= 1.0, int8  # the export issue's floor: within 1 point of float
         assert int8["size_bytes"] <= 0.30 * float_bundle["size_bytes"], int8
+        for bundle in (float_bundle, int8):  # the lean runtime reproduces the export's golden vectors
+            check = EdgeModel.load(bundle["bundle"]).check_golden()
+            assert check.ok and check.max_abs_diff <= 1e-5, check
 
 
 @pytest.mark.parametrize("backbone, modality", [("efficientnet_lite0", "image"), ("minilm_l6", "text")])
