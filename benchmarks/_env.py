@@ -19,3 +19,17 @@ def cpu_model() -> str:
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_results(script: str, title: str, suffix: str, env: str, table: str, data: dict) -> None:
+    """Print ``env`` and ``table``; keep them as results/<script>-<cpu>-<suffix>.md and .json."""
+    import json
+
+    print(env + "\n\n" + table)
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / f"{script}-{slug(cpu_model())}-{suffix}"
+    stem.with_suffix(".md").write_text(f"# {title}\n\n{env}\n\n`.venv/bin/python benchmarks/{script}.py`\n\n{table}\n")
+    stem.with_suffix(".json").write_text(json.dumps({"environment": env, **data}, indent=2) + "\n")

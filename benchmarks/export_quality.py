@@ -25,13 +25,12 @@ import numpy as np
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _env import cpu_model, slug  # noqa: E402
+from _env import cpu_model, slug, write_results  # noqa: E402
 
 from edgeft.data import sample_data_path  # noqa: E402
 from edgeft.export import AccuracyBudgetError, ExportConfig, export_bundle  # noqa: E402
 from edgeft.finetune import FinetuneConfig, finetune  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 BACKBONES = (("efficientnet_lite0", "image"), ("minilm_l6", "text"))
 MODES = ("none", "dynamic", "static", "fp16")
 
@@ -107,12 +106,8 @@ def main() -> None:
         f"| {r['export_s']:.1f} | {_num(r['latency_ms'])} | {_num(r['latency_ratio'])} |" for r in rows]
     table = "\n".join(lines)
     env = f"{cpu_model()}, {args.threads} threads, onnxruntime {ort.__version__}, batch 1, text at 128 tokens"
-    print(env + "\n\n" + table)
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"export_quality-{slug(cpu_model())}-t{args.threads}-ort{slug(ort.__version__)}"
-    stem.with_suffix(".md").write_text(f"# Export quality\n\n{env}\n\n`.venv/bin/python benchmarks/export_quality.py`\n\n{table}\n")
-    stem.with_suffix(".json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
-
+    write_results("export_quality", "Export quality", f"t{args.threads}-ort{slug(ort.__version__)}", env, table,
+                  {"rows": rows})
 
 if __name__ == "__main__":
     main()

@@ -15,7 +15,6 @@ benchmarks/results/runtime_speed-<cpu>-t<threads>-ort<version>.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -27,14 +26,13 @@ import numpy as np
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _env import cpu_model, slug  # noqa: E402
+from _env import cpu_model, slug, write_results  # noqa: E402
 
 from edgeft.data import sample_data_path  # noqa: E402
 from edgeft.data.unlabelled import read_samples  # noqa: E402
 from edgeft.runtime import EdgeModel  # noqa: E402
 from edgeft.runtime.preprocess import encode_texts  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
 COLD = """import sys, time
 from edgeft.runtime import EdgeModel
 model = EdgeModel.load(sys.argv[1], threads={threads})
@@ -115,13 +113,8 @@ def main() -> None:
               f"| padded to the longest (runtime) | {mean_len:.1f} | {1000 * dynamic:.2f} | **{dynamic / fixed:.2f}** |"]
     table = "\n".join(lines)
     env = f"{cpu_model()}, {args.threads} threads, onnxruntime {ort.__version__}, Python {sys.version.split()[0]}"
-    print(env + "\n\n" + table)
-    RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"runtime_speed-{slug(cpu_model())}-t{args.threads}-ort{slug(ort.__version__)}"
-    stem.with_suffix(".md").write_text(f"# Runtime speed\n\n{env}\n\n`.venv/bin/python benchmarks/runtime_speed.py`\n\n{table}\n")
-    stem.with_suffix(".json").write_text(json.dumps({"environment": env, "rows": rows, "padding": {
-        "dynamic_ms": 1000 * dynamic, "fixed_128_ms": 1000 * fixed, "mean_tokens": mean_len}}, indent=2) + "\n")
-
+    write_results("runtime_speed", "Runtime speed", f"t{args.threads}-ort{slug(ort.__version__)}", env, table, {
+        "rows": rows, "padding": {"dynamic_ms": 1000 * dynamic, "fixed_128_ms": 1000 * fixed, "mean_tokens": mean_len}})
 
 if __name__ == "__main__":
     main()

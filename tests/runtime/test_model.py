@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from edgeft.cli import main
 from edgeft.manifest import ManifestError, sha256_file
 from edgeft.runtime import EdgeModel
-from edgeft.runtime.model import BundleError, InputError
+from edgeft.runtime.model import InputError
 
 
 @pytest.fixture
