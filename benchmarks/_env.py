@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import platform
 import re
 from pathlib import Path
 
 
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from edgeft.runtime.cpu import cpu_info
+
+    return cpu_info().model
 
 
 def slug(text: str) -> str:

@@ -10,7 +10,6 @@ from edgeft.data import sample_data_path
 from edgeft.errors import RunDirError
 from edgeft.finetune import FinetuneConfig, finetune
 from edgeft.finetune import run_dir as rd
-from edgeft.manifest import MANIFEST
 
 DEFAULTS = (("efficientnet_lite0", "image"), ("minilm_l6", "text"))
 INT8 = {"image": "static", "text": "dynamic"}  # the INT8 recipe that pays off for each modality
@@ -26,15 +25,10 @@ def _clear_previous(run: Path) -> None:
     shutil.rmtree(run)
 
 
-def _clear_previous_bundle(bundle: Path) -> None:
-    if bundle.exists() and not (bundle / MANIFEST).is_file():
-        raise RunDirError(f"{bundle} exists and is not an edgeft bundle; choose another -o")
-
-
 def _export(run: Path, bundle: Path, quantize: str, log: Callable[[str], None]) -> dict[str, Any]:
     from edgeft.export import ExportConfig, export_bundle
 
-    _clear_previous_bundle(bundle)
+    # force replaces an earlier quickstart bundle there, and refuses a folder of anything else
     result = export_bundle(ExportConfig(source=str(run), output=str(bundle), quantize=quantize, force=True), log=log)
     v = result.manifest.verification
     return {"bundle": str(bundle), "recipe": result.manifest.quantization["name"], "size_bytes": result.size_bytes,

@@ -38,10 +38,15 @@ def op_counts(path: str | Path) -> dict[str, int]:
 
 
 def optimize_graph(src: str | Path, dst: str | Path, modality: str, num_heads: int = 0, hidden_size: int = 0) -> Path:
-    """ONNX file in, optimised ONNX file out."""
+    """ONNX file in, optimised ONNX file out, every node named."""
+    from edgeft.export.quantize import name_nodes
+
     src, dst = Path(src), Path(dst)
     if modality == "text":
         _optimize_transformer(src, dst, num_heads, hidden_size)
     else:
         _optimize_basic(src, dst)
+    model = onnx.load(str(dst))
+    if name_nodes(model):  # once here, so each quantization step can address nodes as they are
+        onnx.save(model, str(dst))
     return dst

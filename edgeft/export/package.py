@@ -93,7 +93,7 @@ Output `{manifest.outputs[0].name}`: {manifest.outputs[0].dtype}, shape {manifes
 ```python
 from edgeft.runtime import EdgeModel
 
-model = EdgeModel.load("{'.'}")  # checks the format version, the model's sha256 and its inputs
+model = EdgeModel.load(".")  # checks the format version, the model's sha256 and its inputs
 {example}
 ```
 `edgeft verify .` on the target device runs the golden vectors in `{manifest.golden.get('file', 'golden.npz')}`
@@ -104,7 +104,7 @@ Create a session on `{manifest.model_file}`, preprocess as above, run with the i
 and read `{manifest.outputs[0].name}`. Everything needed is in `edgeft.json`.
 {'''`required_operators.config` lists the operators this model uses: pass it to onnxruntime's
 `build.sh --minimal_build --include_ops_by_config required_operators.config` for a reduced-size
-ORT Mobile build.''' if q and manifest.model_file.endswith('.ort') else ''}
+ORT Mobile build.''' if manifest.model_file.endswith('.ort') else ''}
 """
 
 

@@ -52,6 +52,7 @@ class Attempt:
     size_bytes: int
     seconds: float
     accepted: bool
+    logits: np.ndarray = field(repr=False)  # on the held-out samples
 
     def to_dict(self) -> dict[str, Any]:
         return {"recipe": self.recipe.name, "accepted": self.accepted, "accuracy": self.accuracy,
@@ -162,22 +163,22 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
         float_path = optimize_graph(exported, work / "float.onnx", source.modality,
                                     getattr(encoder_config, "num_attention_heads", 0), getattr(encoder_config, "hidden_size", 0))
         reference = torch_logits(model, batches)
-        parity = check_parity(reference, onnx_logits(float_path, batches))
+        float_logits = onnx_logits(float_path, batches)
+        parity = check_parity(reference, float_logits)
         log(f"float ONNX matches PyTorch on {parity.samples} samples of {held_out.origin}: "
             f"max abs diff {parity.max_abs_diff:.2g}, top-1 agreement {parity.top1_agreement:.0%}")
         float_accuracy = accuracy(reference, held_out.labels) if held_out.labels else None
         float_size = float_path.stat().st_size
         calibration_batches = list(maker.batches(calibration, BATCH)) if calibration and recipe.mode == "static" else None
         attempts = _quantize_within_budget(recipe, float_path, work, calibration_batches, batches, reference,
-                                           float_accuracy, held_out.labels, config.max_accuracy_drop, log)
+                                           float_logits, float_accuracy, held_out.labels, config.max_accuracy_drop, log)
         chosen = attempts[-1]
         chosen_path = work / "chosen.onnx"
         with BundleWriter(config.output, config.force) as folder:
             shutil.copyfile(chosen_path, folder / MODEL)
             if source.tokenizer_json is not None:
                 (folder / TOKENIZER).write_text(source.tokenizer_json, encoding="utf-8")
-            golden_logits = onnx_logits(folder / MODEL, batches)
-            golden_items = [held_out.items[i] for i in pick(golden_logits)]
+            golden_items = [held_out.items[i] for i in pick(chosen.logits)]
             golden = write_golden(folder, folder / MODEL, maker, golden_items, recipe.mode)
             inputs, outputs = _tensor_specs(folder / MODEL)
             manifest = Manifest(
@@ -209,7 +210,8 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
 
 def _quantize_within_budget(
     recipe: QuantizeRecipe, float_path: Path, work: Path, calibration: list[Feeds] | None, batches: list[Feeds],
-    reference: np.ndarray, float_accuracy: float | None, labels: list[int] | None, max_drop: float, log: Log,
+    reference: np.ndarray, float_logits: np.ndarray, float_accuracy: float | None, labels: list[int] | None,
+    max_drop: float, log: Log,
 ) -> list[Attempt]:
     """Try the recipe and its fallbacks in order until one meets the budget; the last attempt
     returned is the one kept.
@@ -226,14 +228,14 @@ def _quantize_within_budget(
         if candidate.mode != "none":
             log(f"quantizing: {candidate.name}")
         info = quantize_graph(float_path, path, candidate, work, calibration)
-        logits = onnx_logits(path, batches)
+        logits = float_logits if candidate.mode == "none" else onnx_logits(path, batches)
         comparison = compare(reference, logits)
         acc = accuracy(logits, labels) if labels else None
         drop = None if acc is None or float_accuracy is None else round((float_accuracy - acc) * 100, 4)
         disagreement = (1.0 - comparison.top1_agreement) * 100
         accepted = drop <= max_drop if drop is not None else disagreement <= max_drop
         attempt = Attempt(candidate, info, comparison, acc, drop, path.stat().st_size,
-                          time.perf_counter() - began, accepted)
+                          time.perf_counter() - began, accepted, logits)
         attempts.append(attempt)
         if candidate.mode != "none":
             log(("kept " if accepted else "rejected ") + attempt.line())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -28,14 +29,35 @@ def compute_nodes(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS]
 
 
-def _name_nodes(src: Path, dst: Path) -> onnx.ModelProto:
-    """The quantizer addresses nodes by name: give every unnamed node one."""
+def name_nodes(model: onnx.ModelProto) -> bool:
+    """The quantizer addresses nodes by name: give every unnamed node one; whether any was unnamed."""
+    unnamed = [(i, node) for i, node in enumerate(model.graph.node) if not node.name]
+    for i, node in unnamed:
+        node.name = f"{node.op_type}_{i}"
+    return bool(unnamed)
+
+
+def _named(src: Path, work: Path) -> tuple[Path, onnx.ModelProto]:
+    """``src`` itself when all its nodes have names (optimize_graph sees to that), else a named copy."""
     model = onnx.load(str(src))
-    for i, node in enumerate(model.graph.node):
-        if not node.name:
-            node.name = f"{node.op_type}_{i}"
-    onnx.save(model, str(dst))
-    return model
+    if not name_nodes(model):
+        return src, model
+    named = work / "named.onnx"
+    onnx.save(model, str(named))
+    return named, model
+
+
+def _prepared(src: Path, work: Path) -> Path:
+    """``quant_pre_process`` of ``src`` (shape inference, basic optimisation), done once per source."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    stat = src.stat()
+    key = f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    prepared, marker = work / "static_pre.onnx", work / "static_pre.key"
+    if not (prepared.is_file() and marker.is_file() and marker.read_text() == key):
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+        marker.write_text(key)
+    return prepared
 
 
 class _Reader:
@@ -65,10 +87,8 @@ def _dynamic(src: Path, dst: Path, recipe: QuantizeRecipe, exclude: list[str]) -
 def _static(src: Path, dst: Path, recipe: QuantizeRecipe, exclude: list[str], calibration: Iterable[Feeds], work: Path,
             full_range: list[str] = ()) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = work / "static_pre.onnx"
-    quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
+    prepared = _prepared(src, work)
     weights = {n.name: n.input[1] for n in onnx.load(str(prepared)).graph.node if len(n.input) > 1}
     overrides = {weights[name]: [{"quant_type": QuantType.QInt8, "reduce_range": False, "axis": 0}]
                  for name in full_range if name in weights}
@@ -106,7 +126,7 @@ def _sensitive_nodes(named: Path, recipe: QuantizeRecipe, work: Path, calibratio
         batches = list(calibration)
         base = work / "sensitivity-base.onnx"
         _static(named, base, replace(recipe, repair_nodes=0), [], batches, work)
-        cache.write_text(json.dumps(rank_nodes(work / "static_pre.onnx", base, batches[:4], work)))
+        cache.write_text(json.dumps(rank_nodes(_prepared(named, work), base, batches[:4], work)))
     return [tuple(item) for item in json.loads(cache.read_text())]
 
 
@@ -117,8 +137,7 @@ def quantize_graph(
     """Apply ``recipe`` to the float graph ``src``; returns what the manifest records about it."""
     src, dst, work = Path(src), Path(dst), Path(work)
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice at WARNING on the root logger
-    named = work / "named.onnx"
-    model = _name_nodes(src, named)
+    named, model = _named(src, work)
     nodes = compute_nodes(model)
     exclude = [nodes[0], nodes[-1]] if recipe.exclude_first_last and len(nodes) >= 2 else []
     try:
@@ -159,5 +178,5 @@ def _apply(recipe: QuantizeRecipe, named: Path, dst: Path, work: Path, calibrati
     elif recipe.mode == "fp16":
         _fp16(named, dst)
     else:
-        onnx.save(model, str(dst))
+        shutil.copyfile(named, dst)
     return exclude, full_range
