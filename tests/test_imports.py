@@ -23,3 +23,10 @@ def test_cli_help_imports_no_heavy_package():
 
 def test_leaves_import_only_stdlib():
     assert _imported_after("import edgeft.errors, edgeft.registry") == set()
+
+
+def test_bench_imports_no_heavy_package():
+    """The bench needs no torch (only its PyTorch-baseline process does) and counts work with onnx lazily."""
+    code = ("import edgeft.bench, edgeft.bench.driver, edgeft.bench.report, edgeft.bench.compare, edgeft.bench.targets, "
+            "edgeft.bench.runner, edgeft.bench.flops, edgeft.bench.feeds")
+    assert _imported_after(code) == set()

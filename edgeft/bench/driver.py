@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +25,7 @@ from edgeft.errors import TargetError, UsageError
 from edgeft.manifest import Manifest, read_manifest, sha256_file
 
 SCHEMA = "edgeft.bench/1"
+IDLE_GAP_S = 0.05
 Progress = Callable[[int, int, str], None]
 
 
@@ -241,6 +243,7 @@ class Bench:
                 for r in range(self.config.rounds):
                     shift = r % len(self.contenders)
                     for c in self.contenders[shift:] + self.contenders[:shift]:
+                        time.sleep(IDLE_GAP_S)  # the last block's spinning threads settle before this one
                         reply = c.process.request("time", runs=per_block, min_time=block_time, prewarm=prewarm)  # type: ignore[union-attr]
                         samples[c.name] += reply["times"]
                         done += 1
