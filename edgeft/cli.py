@@ -162,9 +162,11 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
 @main.command()
 @click.argument("source")
 @click.option("--output", "-o", type=click.Path(), required=True, help="Bundle folder to write.")
-@click.option("--quantize", "-q", type=click.Choice(["none", "dynamic", "static", "fp16"]), default="none",
+@click.option("--quantize", "-q", type=click.Choice(["none", "dynamic", "static", "fp16", "auto"]), default="none",
               show_default=True, help="none: float32; dynamic: INT8 weights; static: INT8 weights and "
-                                      "activations (QDQ, calibrated); fp16: float16 weights and compute.")
+                                      "activations (QDQ, calibrated); fp16: float16 weights and compute; auto: the "
+                                      "doctor measures the candidates this CPU runs exactly and keeps the fastest within "
+                                      "--max-accuracy-drop (report: doctor.md in the bundle).")
 @click.option("--calibration-data", type=click.Path(), help="Images (a folder) or texts (.txt/.csv/.jsonl) to "
               "calibrate static INT8 [default: the run's training split].")
 @click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
@@ -437,6 +439,55 @@ def bench_compare(a: str, b: str, as_json: bool) -> None:
               "ratio": f"{r['ratio']:.2f}"} for r in rows]
     click.echo(_table(shown, [("bundle", "BUNDLE"), ("threads", "THREADS"), ("batch", "BATCH"), ("seq", "SEQ"),
                               ("a_p50_ms", "A P50 MS"), ("b_p50_ms", "B P50 MS"), ("ratio", "B/A")]))
+
+
+@main.command()
+@click.argument("source")
+@click.option("--target", "-t", default="cpu", show_default=True,
+              help="cpu (this machine), ssh://[user@]host[:port] or qemu-arm64 (those two need a BUNDLE).")
+@click.option("--json", "as_json", is_flag=True, help="Print the preflight as JSON on stdout.")
+def doctor(source: str, target: str, as_json: bool) -> None:
+    """Preflight for quantization: which recipes run fast and exactly on the target, and why not.
+
+    SOURCE is a bundle, a run directory or a backbone name (exported to float first to read its
+    operators). `edgeft export SOURCE --quantize auto` then measures the candidates it allows.
+    """
+    import tempfile
+
+    from edgeft.doctor import preflight
+    from edgeft.doctor.target import target_cpu
+    from edgeft.export.optimize import op_counts
+
+    path = Path(source)
+    if path.is_dir() and (path / "edgeft.json").is_file():
+        from edgeft.manifest import read_manifest
+
+        manifest = read_manifest(path)
+        modality = "image" if manifest.task == "image-classification" else "text"
+        ops = op_counts(path / manifest.model_file)
+        cpu, version, providers = target_cpu(target, path)
+    else:
+        from edgeft.export.convert import to_onnx
+        from edgeft.export.optimize import optimize_graph
+        from edgeft.export.source import load_source
+
+        cpu, version, providers = target_cpu(target, None)
+        exported = load_source(source, _logger(as_json))
+        modality = exported.modality
+        with tempfile.TemporaryDirectory(prefix="edgeft-doctor-") as tmp:
+            encoder = getattr(getattr(exported.model, "encoder", None), "config", None)
+            graph = optimize_graph(to_onnx(exported.model, Path(tmp) / "exported.onnx"), Path(tmp) / "float.onnx", modality,
+                                   getattr(encoder, "num_attention_heads", 0), getattr(encoder, "hidden_size", 0))
+            ops = op_counts(graph)
+    result = preflight(cpu, modality, ops, version, providers)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    for line in result.findings:
+        click.echo(f"- {line}")
+    click.echo("")
+    click.echo(_table([{"recipe": v.recipe.name, "status": v.status, "why": v.why} for v in result.verdicts],
+                      [("recipe", "RECIPE"), ("status", "STATUS"), ("why", "WHY")]))
 
 
 @main.command()

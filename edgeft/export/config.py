@@ -72,7 +72,8 @@ class QuantizeRecipe:
     def name(self) -> str:
         if not self.quantized:
             return self.mode
-        parts = [self.mode, "u8s8" if self.activation_type == "uint8" else "s8s8",
+        types = ("u8" if self.activation_type == "uint8" else "s8") + ("s8" if self.weight_type == "int8" else "u8")
+        parts = [self.mode, types,
                  "per-channel" if self.per_channel else "per-tensor"]
         if self.reduce_range:
             parts.append("reduce-range")
@@ -106,7 +107,10 @@ class ExportConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        QuantizeRecipe(mode=self.quantize, calibration_method=self.calibration_method)  # validates both
+        if self.quantize != "auto":  # auto: the doctor picks among measured candidates
+            QuantizeRecipe(mode=self.quantize, calibration_method=self.calibration_method)  # validates both
+        else:
+            QuantizeRecipe(calibration_method=self.calibration_method)
         checks = [
             (self.calibration_samples >= 1, "--calibration-samples must be at least 1"),
             (self.max_accuracy_drop >= 0, "--max-accuracy-drop must be 0 or more (points)"),
@@ -117,8 +121,14 @@ class ExportConfig:
             if not ok:
                 raise UsageError(message)
 
+    @property
+    def auto(self) -> bool:
+        return self.quantize == "auto"
+
     def recipe(self, cpu: CpuInfo) -> QuantizeRecipe:
-        return QuantizeRecipe.for_cpu(self.quantize, cpu, self.per_channel, self.calibration_method)
+        """The requested recipe (for ``auto``, the float graph the candidates are measured against)."""
+        mode = "none" if self.auto else self.quantize
+        return QuantizeRecipe.for_cpu(mode, cpu, self.per_channel, self.calibration_method)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

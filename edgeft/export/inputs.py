@@ -37,11 +37,16 @@ class InputMaker:
         """``(N, H, W, 3)`` uint8 crops of image files (before normalisation)."""
         return np.stack([crop_image(load_image(p), self.preprocessing) for p in paths])
 
-    def feeds(self, items: Sequence[str]) -> Feeds:
+    def feeds(self, items: Sequence[str], pad_to: int | None = None) -> Feeds:
         if self.tokenizer is not None:
-            return encode_texts(self.tokenizer, items, self.preprocessing)
+            return encode_texts(self.tokenizer, items, self.preprocessing, pad_to=pad_to)
         return {"pixel_values": normalize(self.crops(items), self.preprocessing)}
 
-    def batches(self, items: Sequence[str], batch_size: int = 8) -> Iterator[Feeds]:
+    def batches(self, items: Sequence[str], batch_size: int = 8, same_shape: bool = False) -> Iterator[Feeds]:
+        """Feeds of ``batch_size`` items; ``same_shape`` pads every text batch to the longest item of
+        all (calibrators that stack activations across batches, entropy and percentile, need it)."""
+        pad_to = None
+        if same_shape and self.tokenizer is not None and items:
+            pad_to = max(len(e.ids) for e in self.tokenizer.encode_batch(list(items)))
         for start in range(0, len(items), batch_size):
-            yield self.feeds(items[start:start + batch_size])
+            yield self.feeds(items[start:start + batch_size], pad_to)

@@ -169,9 +169,19 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
             f"max abs diff {parity.max_abs_diff:.2g}, top-1 agreement {parity.top1_agreement:.0%}")
         float_accuracy = accuracy(reference, held_out.labels) if held_out.labels else None
         float_size = float_path.stat().st_size
-        calibration_batches = list(maker.batches(calibration, BATCH)) if calibration and recipe.mode == "static" else None
-        attempts = _quantize_within_budget(recipe, float_path, work, calibration_batches, batches, reference,
-                                           float_logits, float_accuracy, held_out.labels, config.max_accuracy_drop, log)
+        wants_calibration = recipe.mode == "static" or config.auto
+        same_shape = config.auto or recipe.calibration_method != "minmax"  # entropy/percentile stack activations
+        calibration_batches = (list(maker.batches(calibration, BATCH, same_shape)) if calibration and wants_calibration
+                               else None)
+        auto = None
+        if config.auto:
+            auto = _auto(float_path, work, cpu, source.modality, calibration_batches, batches, reference, float_accuracy,
+                         held_out, maker, config.max_accuracy_drop, log)
+            attempts = [a for a in _auto_attempts(auto) if not a.accepted] + [a for a in _auto_attempts(auto) if a.accepted]
+            shutil.copyfile(auto.chosen.path, work / "chosen.onnx")  # type: ignore[arg-type]
+        else:
+            attempts = _quantize_within_budget(recipe, float_path, work, calibration_batches, batches, reference,
+                                               float_logits, float_accuracy, held_out.labels, config.max_accuracy_drop, log)
         chosen = attempts[-1]
         chosen_path = work / "chosen.onnx"
         with BundleWriter(config.output, config.force) as folder:
@@ -179,13 +189,16 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
             if source.tokenizer_json is not None:
                 (folder / TOKENIZER).write_text(source.tokenizer_json, encoding="utf-8")
             golden_items = [held_out.items[i] for i in pick(chosen.logits)]
-            golden = write_golden(folder, folder / MODEL, maker, golden_items, recipe.mode)
+            golden = write_golden(folder, folder / MODEL, maker, golden_items, chosen.recipe.mode)
             inputs, outputs = _tensor_specs(folder / MODEL)
             manifest = Manifest(
                 task=source.task, labels=source.labels, inputs=inputs, outputs=outputs,
                 preprocessing=model.preprocessing.to_dict(),
                 quantization={**chosen.info, "calibration_samples": len(calibration) if calibration_batches else 0,
-                              "requested": recipe.name, "attempts": [a.to_dict() for a in attempts],
+                              "requested": "auto" if auto else recipe.name,
+                              "attempts": [c.to_dict() for c in auto.candidates] if auto else [a.to_dict() for a in attempts],
+                              **({"doctor": {"report": "doctor.md", "seconds": round(auto.seconds, 1),
+                                             "repair": auto.repair}} if auto else {}),
                               "budget": "validation accuracy drop" if float_accuracy is not None
                               else "top-1 disagreement with PyTorch (no labels)",
                               "cpu": cpu.to_dict()},
@@ -204,8 +217,35 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
                                       "golden": golden["file"]},
             )
             write_manifest(folder, manifest)
+            if auto is not None:
+                from edgeft.doctor.report import write_doctor_report
+
+                write_doctor_report(auto, folder)
             size = (folder / MODEL).stat().st_size
     return ExportResult(Path(config.output), manifest, float_size, size, time.perf_counter() - start, attempts)
+
+
+def _auto(float_path: Path, work: Path, cpu: Any, modality: str, calibration: list[Feeds] | None, batches: list[Feeds],
+          reference: np.ndarray, float_accuracy: float | None, held_out: _HeldOut, maker: InputMaker, max_drop: float,
+          log: Log) -> Any:
+    """``--quantize auto``: the doctor's preflight, candidates, repair and choice."""
+    from edgeft.doctor.auto import Evaluation, run_auto
+    from edgeft.doctor.preflight import preflight
+    from edgeft.export.optimize import op_counts
+
+    pre = preflight(cpu, modality, op_counts(float_path))
+    for line in pre.findings:
+        log(f"preflight: {line}")
+    evaluation = Evaluation(batches, reference, float_accuracy, held_out.labels, max_drop)
+    latency_sets = [maker.feeds([item]) for item in held_out.items[:8]]
+    result = run_auto(float_path, work, pre, calibration, evaluation, latency_sets, cpu.cores, log)
+    log(f"chose {result.chosen.name} ({result.chosen.latency_ms:.2f} ms) in {result.seconds:.0f} s")
+    return result
+
+
+def _auto_attempts(result: Any) -> list[Attempt]:
+    return [Attempt(c.recipe, c.info, c.comparison, c.accuracy, c.drop_points, c.size_bytes or 0, 0.0, c.chosen, c.logits)
+            for c in result.candidates if c.comparison is not None]
 
 
 def _quantize_within_budget(

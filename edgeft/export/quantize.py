@@ -121,7 +121,8 @@ def _sensitive_nodes(named: Path, recipe: QuantizeRecipe, work: Path, calibratio
 
     from edgeft.export.sensitivity import rank_nodes
 
-    cache = work / f"sensitivity-{recipe.per_channel}-{recipe.reduce_range}-{recipe.calibration_method}.json"
+    cache = work / (f"sensitivity-{recipe.per_channel}-{recipe.reduce_range}-{recipe.calibration_method}-"
+                    f"{recipe.weight_type}-{recipe.activation_type}.json")
     if not cache.is_file():
         batches = list(calibration)
         base = work / "sensitivity-base.onnx"

@@ -54,10 +54,32 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return model, flags
 
 
+def _arm_hwcaps() -> set[str]:
+    """aarch64 Linux: the kernel's HWCAP bits (what an emulator or a container's cpuinfo may not list)."""
+    try:
+        import ctypes
+
+        getauxval = ctypes.CDLL(None).getauxval
+        getauxval.restype = ctypes.c_ulong
+        hwcap, hwcap2 = getauxval(16), getauxval(26)  # AT_HWCAP, AT_HWCAP2
+    except (OSError, AttributeError):
+        return set()
+    found = set()
+    if hwcap & (1 << 20):
+        found.add("asimddp")
+    if hwcap & (1 << 22):
+        found.add("sve")
+    if hwcap2 & (1 << 13):
+        found.add("i8mm")
+    return found
+
+
 def cpu_info() -> CpuInfo:
     """Read ``/proc/cpuinfo`` where there is one (Linux); elsewhere only what ``platform`` says."""
     arch = platform.machine().lower()
     model, flags = _cpuinfo()
+    if arch in ("aarch64", "arm64") and platform.system() == "Linux":
+        flags |= _arm_hwcaps()
     table = _X86_FLAGS if arch in ("x86_64", "amd64") else _ARM_FLAGS
     features = tuple(sorted({name for flag, name in table.items() if flag in flags}))
     return CpuInfo(arch=arch, model=model or platform.processor() or arch, cores=os.cpu_count() or 1,

@@ -1,0 +1,79 @@
+"""The doctor's report beside the bundle: ``doctor.json``, ``doctor.md`` and ``doctor.png``
+(accuracy or agreement against latency, the chosen point marked)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgeft.doctor.auto import AutoResult
+
+
+def report_dict(result: AutoResult) -> dict[str, Any]:
+    return {"schema": "edgeft.doctor/1", "seconds": round(result.seconds, 1), "budget": result.evaluation.budget(),
+            "preflight": result.preflight.to_dict(), "candidates": [c.to_dict() for c in result.candidates],
+            "chosen": result.chosen.name, "repair": result.repair}
+
+
+def markdown(result: AutoResult) -> str:
+    labelled = result.evaluation.labels is not None
+    lines = [f"# Quantization doctor: chose **{result.chosen.name}**", "",
+             f"Budget: {result.evaluation.budget()}. Latency: batch 1 on held-out samples, p50, this machine. "
+             f"Took {result.seconds:.0f} s.", "", "## Preflight", ""]
+    lines += [f"- {f}" for f in result.preflight.findings]
+    skipped = [v for v in result.preflight.verdicts if v.status == "skip"]
+    lines += [f"- not built: {v.recipe.name}: {v.why}" for v in skipped]
+    lines += ["", "## Candidates", "",
+              f"| variant | {'accuracy drop (pts)' if labelled else 'top-1 disagreement'} | top-1 agreement | max abs diff "
+              "| p50 ms | size MB | verdict |", "|---|---|---|---|---|---|---|"]
+    for c in result.candidates:
+        if c.comparison is None:
+            lines.append(f"| {c.name} | — | — | — | — | — | {c.verdict} |")
+            continue
+        budget = f"{c.drop_points:+.2f}" if labelled else f"{(1 - c.comparison.top1_agreement) * 100:.1f}%"
+        latency = f"{c.latency_ms:.2f}" if c.latency_ms else "—"
+        name = f"**{c.name}**" if c.chosen else c.name
+        lines.append(f"| {name} | {budget} | {c.comparison.top1_agreement:.1%} | {c.comparison.max_abs_diff:.3g} | {latency} | "
+                     f"{c.size_bytes / 1e6:.1f} | {c.verdict} |")
+    if result.repair:
+        r = result.repair
+        lines += ["", "## Sensitivity repair", "",
+                  f"{r['base']}: probed {r['probes']} nodes kept in float; " +
+                  (f"the smallest fit is {r['found']}: {', '.join(r['nodes'])}" if r["found"] else "none fitted")]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: AutoResult, path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    labelled = result.evaluation.labels is not None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for c in result.candidates:
+        if c.latency_ms is None or c.comparison is None:
+            continue
+        y = -c.drop_points if labelled and c.drop_points is not None else c.comparison.top1_agreement * 100
+        style = {"marker": "*", "s": 220, "color": "tab:red"} if c.chosen else {
+            "marker": "o" if c.accepted and c.status == "try" else "x", "s": 50, "color": "tab:blue" if c.accepted else "grey"}
+        ax.scatter([c.latency_ms], [y], **style)
+        ax.annotate(c.name, (c.latency_ms, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("p50 latency, batch 1 (ms)")
+    ax.set_ylabel("accuracy change (points)" if labelled else "top-1 agreement with PyTorch (%)")
+    ax.set_title(f"Quantization doctor: chose {result.chosen.name}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_doctor_report(result: AutoResult, folder: Path) -> list[Path]:
+    (folder / "doctor.json").write_text(json.dumps(report_dict(result), indent=2) + "\n", encoding="utf-8")
+    (folder / "doctor.md").write_text(markdown(result), encoding="utf-8")
+    written = [folder / "doctor.json", folder / "doctor.md"]
+    png = plot(result, folder / "doctor.png")
+    return written + ([png] if png else [])

@@ -1,0 +1,110 @@
+"""The quantization doctor: preflight verdicts, sensitivity repair on a model with one bad node,
+and `edgeft export --quantize auto` end to end (report, choice, cache)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper
+
+from edgeft.cli import main
+from edgeft.doctor.auto import Candidate, Evaluation, _Builder, repair
+from edgeft.doctor.cache import Cache
+from edgeft.doctor.preflight import MEASURE_ONLY, SKIP, TRY, preflight
+from edgeft.export.config import QuantizeRecipe
+from edgeft.export.verify import onnx_logits
+from edgeft.runtime.cpu import CpuInfo
+
+AVX2 = CpuInfo("x86_64", "Some EPYC", 2, ("avx2",))
+VNNI = CpuInfo("x86_64", "Some Xeon", 8, ("avx2", "avx512", "avx512_vnni"))
+ARM = CpuInfo("aarch64", "Cortex-A76", 8, ("dotprod",))
+CNN_OPS = {"Conv": 49, "Clip": 33, "Gemm": 1}
+
+
+def _by_name(result):
+    return {v.recipe.name: v for v in result.verdicts}
+
+
+def test_preflight_never_lets_the_saturating_recipe_be_kept_on_avx2_without_vnni():
+    verdicts = _by_name(preflight(AVX2, "image", CNN_OPS, "1.32.0", ["CPUExecutionProvider"]))
+    assert verdicts["static u8s8 per-channel minmax"].status == MEASURE_ONLY
+    assert "saturate" in verdicts["static u8s8 per-channel minmax"].why
+    assert verdicts["static u8s8 per-channel reduce-range minmax"].status == TRY
+    assert verdicts["static u8u8 per-channel minmax"].status == SKIP and verdicts["fp16"].status == SKIP
+    assert "ConvInteger" in verdicts["dynamic u8s8 per-channel reduce-range"].why
+
+
+@pytest.mark.parametrize("cpu", [VNNI, ARM])
+def test_preflight_allows_8_bit_weights_where_kernels_accumulate_exactly(cpu):
+    result = preflight(cpu, "image", CNN_OPS, "1.32.0", ["CPUExecutionProvider"])
+    verdicts = _by_name(result)
+    assert verdicts["static u8s8 per-channel minmax"].status == TRY
+    assert not any(v.status == MEASURE_ONLY for v in result.verdicts)
+    assert ("u8u8" in " ".join(n for n, v in verdicts.items() if v.status == TRY)) == (cpu.arch == "aarch64")
+
+
+def _one_bad_node_model(path):
+    """x -> MatMul -> Relu -> MatMul -> Relu -> MatMul -> logits. The middle MatMul has one huge
+    weight, on an input channel that is always 0: its outputs are ordinary, but per-tensor INT8
+    weights round all its other weights to 0."""
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(0, 0.3, (16, 32)).astype(np.float32)
+    w1[:, 0] = 0.0  # channel 0 of the first layer's output is always 0
+    bad = rng.normal(0, 0.3, (32, 32)).astype(np.float32)
+    bad[0, 0] = 400.0
+    w3 = rng.normal(0, 0.3, (32, 6)).astype(np.float32)
+    inits = [helper.make_tensor(n, TensorProto.FLOAT, w.shape, w.flatten()) for n, w in (("w1", w1), ("bad", bad), ("w3", w3))]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"], name="first"), helper.make_node("Relu", ["h1"], ["r1"], name="relu1"),
+             helper.make_node("MatMul", ["r1", "bad"], ["h2"], name="the_bad_one"),
+             helper.make_node("Relu", ["h2"], ["r2"], name="relu2"), helper.make_node("MatMul", ["r2", "w3"], ["logits"], name="last")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 6])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_sensitivity_repair_finds_the_one_node_that_quantizes_badly(tmp_path):
+    model = _one_bad_node_model(tmp_path / "float.onnx")
+    rng = np.random.default_rng(1)
+    calibration = [{"x": rng.normal(0, 1, (16, 16)).astype(np.float32)} for _ in range(4)]
+    held_out = [{"x": rng.normal(0, 1, (32, 16)).astype(np.float32)} for _ in range(4)]
+    reference = onnx_logits(model, held_out)
+    evaluation = Evaluation(held_out, reference, None, None, max_drop=5.0)  # at most 5% top-1 disagreement
+    builder = _Builder(model, tmp_path, calibration, evaluation, Cache(tmp_path / "cache"), lambda _: None)
+    recipe = QuantizeRecipe(mode="static", per_channel=False, reduce_range=True)
+    base = builder.build(Candidate(recipe, TRY, "test"))
+    assert base.error is None and not base.accepted  # the budget cannot be met without repair
+    found, info = repair(builder, base, lambda _: None)
+    assert found is not None and found.accepted
+    assert info["found"] == 1 and info["nodes"] == ["the_bad_one"]
+
+
+def test_export_auto_chooses_measures_reports_and_caches(image_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEFT_CACHE", str(tmp_path / "cache"))
+    runs = []
+    for i in range(2):
+        began = time.perf_counter()
+        result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / f"b{i}"), "-q", "auto", "--json"])
+        runs.append(time.perf_counter() - began)
+        assert result.exit_code == 0, result.output
+    bundle = tmp_path / "b1"
+    report = json.loads((bundle / "doctor.json").read_text())
+    assert {"doctor.md", "doctor.png", "doctor.json"} <= {p.name for p in bundle.iterdir()}
+    candidates = {c["recipe"]: c for c in report["candidates"]}
+    chosen = candidates[report["chosen"]]
+    assert chosen["chosen"] and chosen["status"] == TRY and chosen["accepted"]
+    floats = candidates["none"]
+    assert chosen["latency_ms"] <= floats["latency_ms"]  # never slower than float, as measured side by side
+    assert all(c["verdict"] for c in report["candidates"])
+    saturating = [c for c in report["candidates"] if c["status"] == MEASURE_ONLY]
+    if saturating:  # this CPU is x86 without VNNI
+        assert not saturating[0]["chosen"] and "never kept" in saturating[0]["verdict"]
+    manifest = json.loads((bundle / "edgeft.json").read_text())
+    assert manifest["quantization"]["requested"] == "auto" and manifest["quantization"]["name"] == report["chosen"]
+    assert all(c["cached"] for c in report["candidates"] if c["error"] is None)  # the second call reused the first's work
+    assert "Quantization doctor" in (bundle / "doctor.md").read_text()
