@@ -108,3 +108,17 @@ def test_export_auto_chooses_measures_reports_and_caches(image_run, tmp_path, mo
     assert manifest["quantization"]["requested"] == "auto" and manifest["quantization"]["name"] == report["chosen"]
     assert all(c["cached"] for c in report["candidates"] if c["error"] is None)  # the second call reused the first's work
     assert "Quantization doctor" in (bundle / "doctor.md").read_text()
+
+
+def test_doctor_command_on_a_bundle_and_on_a_run(image_bundle, image_run):
+    for source in (image_bundle, image_run):
+        result = CliRunner().invoke(main, ["doctor", str(source), "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["modality"] == "image" and report["ops"].get("Conv", 0) > 0
+        statuses = {v["recipe"]: v["status"] for v in report["verdicts"]}
+        assert statuses["none"] == TRY and all(v["why"] for v in report["verdicts"])
+    result = CliRunner().invoke(main, ["doctor", str(image_bundle)])
+    assert result.exit_code == 0 and "RECIPE" in result.stdout and "target CPU" in result.stdout
+    result = CliRunner().invoke(main, ["doctor", str(image_run), "--target", "ssh://127.0.0.1"])
+    assert result.exit_code == 2 and "needs a bundle" in result.output
