@@ -9,7 +9,8 @@ from pathlib import Path
 def cpu_model() -> str:
     from edgeft.runtime.cpu import cpu_info
 
-    return cpu_info().model
+    cpu = cpu_info()  # the family/model too: one cloud name ("AMD EPYC") covers Zen 1 to Zen 4
+    return f"{cpu.model} ({cpu.ident})" if cpu.ident else cpu.model
 
 
 def slug(text: str) -> str:

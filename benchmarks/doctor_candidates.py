@@ -54,7 +54,7 @@ def main() -> None:
                             f"{chosen['drop_points']:+.2f} pts, {chosen['latency_ms']:.2f} ms vs float "
                             f"{floats['latency_ms']:.2f} ms ({chosen['latency_ms'] / floats['latency_ms']:.2f}x), "
                             f"{chosen['size_bytes'] / 1e6:.1f} MB vs {floats['size_bytes'] / 1e6:.1f} MB.\n{md[0]}"
-                            + (f"\n### Sensitivity repair\n{md[1]}" if len(md) > 1 else ""))
+                            + (f"\n### Sensitivity repair\n\n{md[1].strip()}\n" if len(md) > 1 else ""))
             data[backbone] = {"export_seconds": seconds, **report}
     env_line = (f"{cpu_model()}, {os.cpu_count()} logical cores, onnxruntime {ort.__version__}, Python "
                 f"{sys.version.split()[0]}; budget {args.max_accuracy_drop} points; latency p50, batch 1, held-out samples")

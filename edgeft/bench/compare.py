@@ -11,7 +11,7 @@ from edgeft.bench.driver import SCHEMA
 from edgeft.errors import UsageError
 
 # what a latency depends on besides the model; a difference is named in the warnings
-FINGERPRINT_KEYS = ("arch", "cpu", "cpu_features", "logical_cores", "runtime", "runtime_version", "os")
+FINGERPRINT_KEYS = ("arch", "cpu", "cpu_id", "cpu_features", "logical_cores", "runtime", "runtime_version", "os")
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 results.json (``schema: edgeft.bench/1``):
 - ``target``, ``provider``, ``emulated``, ``reference`` (the bundle ratios are taken to),
   ``settings`` (runs, min_time_s, warmup, rounds, inputs), ``edgeft_version``, ``created``
-- ``fingerprint``: arch, cpu, cpu_features, logical_cores, os, python, runtime, runtime_version,
-  available_providers, emulated, emulated_cpu (read by the runner on the target)
+- ``fingerprint``: arch, cpu, cpu_id (x86 family/model/stepping, ARM implementer/part: one cloud
+  name covers several generations), cpu_features, logical_cores, os, python, runtime,
+  runtime_version, available_providers, emulated, emulated_cpu (read by the runner on the target)
 - ``bundles``: name, kind (onnx | torch), path, quantization, size_bytes, sha256
 - ``golden``: per bundle, the golden vectors run on the target against the exported logits:
   samples, top1_agreement, max_abs_diff, atol, within_tolerance
@@ -82,7 +83,8 @@ def describe(report: dict[str, Any]) -> str:
     features = ",".join(fp.get("cpu_features") or []) or "no listed ISA extensions"
     emulated = (f" — EMULATED ({fp.get('emulated_cpu') or 'QEMU default core'}): timings are not comparable with native ones"
                 if report["emulated"] else "")
-    return (f"{report['target']} ({fp.get('arch')}, {fp.get('cpu')}, {features}; {fp.get('logical_cores')} logical cores; "
+    cpu = f"{fp.get('cpu')} [{fp['cpu_id']}]" if fp.get("cpu_id") else fp.get("cpu")
+    return (f"{report['target']} ({fp.get('arch')}, {cpu}, {features}; {fp.get('logical_cores')} logical cores; "
             f"{fp.get('runtime')} {fp.get('runtime_version')}, Python {fp.get('python')}){emulated}")
 
 

@@ -54,7 +54,8 @@ def fingerprint(runtime: str, version: str, providers: list[str]) -> dict[str, A
     """What a timing depends on besides the model: CPU, ISA, OS, Python and the runtime."""
     cpu = cpu_info()
     return {
-        "arch": cpu.arch, "cpu": cpu.model, "cpu_features": list(cpu.features), "logical_cores": cpu.cores,
+        "arch": cpu.arch, "cpu": cpu.model, "cpu_id": cpu.ident, "cpu_features": list(cpu.features),
+        "logical_cores": cpu.cores,
         "os": platform.platform(), "python": platform.python_version(), "runtime": runtime,
         "runtime_version": version, "available_providers": providers,
         "emulated": bool(os.environ.get("EDGEFT_EMULATED")),

@@ -35,5 +35,6 @@ def target_cpu(target: str, bundle: Path | None) -> tuple[CpuInfo, str | None, l
             process.close()
         finally:
             t.close()
-    cpu = CpuInfo(arch=fp["arch"], model=fp["cpu"], cores=fp["logical_cores"], features=tuple(fp["cpu_features"]))
+    cpu = CpuInfo(arch=fp["arch"], model=fp["cpu"], cores=fp["logical_cores"], features=tuple(fp["cpu_features"]),
+                  ident=fp.get("cpu_id", ""))
     return cpu, fp["runtime_version"], fp["available_providers"]

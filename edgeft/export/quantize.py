@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
 import onnx
 
 from edgeft.errors import EdgeftError
@@ -94,15 +95,36 @@ def _static(src: Path, dst: Path, recipe: QuantizeRecipe, exclude: list[str], ca
                  for name in full_range if name in weights}
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[recipe.calibration_method]
+    batches = list(calibration)
     quantize_static(
-        str(prepared), str(dst), _Reader(calibration), quant_format=QuantFormat.QDQ,
+        str(prepared), str(dst), _Reader(batches), quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QUInt8 if recipe.activation_type == "uint8" else QuantType.QInt8,
         weight_type=QuantType.QInt8 if recipe.weight_type == "int8" else QuantType.QUInt8,
         per_channel=recipe.per_channel, reduce_range=recipe.reduce_range, calibrate_method=method,
         nodes_to_exclude=exclude,
         extra_options={"CalibTensorRangeSymmetric": False, "DefaultTensorType": onnx.TensorProto.FLOAT,
                        **({"TensorQuantOverrides": overrides} if overrides else {})},
+        **_calibration_cache(quantize_static, prepared, batches, recipe.calibration_method, work),
     )
+
+
+def _calibration_cache(quantize_static: Any, model: Path, batches: list[Feeds], method: str, work: Path) -> dict[str, Any]:
+    """onnxruntime's own range cache (1.32+), keyed by the model file, the calibration data and the
+    method: the activation ranges do not depend on per-channel, reduce_range, the weight type or the
+    nodes kept in float, so every static recipe of one export after the first skips calibration."""
+    import hashlib
+    import inspect
+
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        return {}
+    stat = model.stat()
+    h = hashlib.sha256(f"{model.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{method}".encode())
+    for feeds in batches:
+        for name in sorted(feeds):
+            array = np.ascontiguousarray(feeds[name])
+            h.update(f"{name}|{array.dtype}|{array.shape}".encode())
+            h.update(array.tobytes())
+    return {"calibration_cache_path": str(work / f"ranges-{h.hexdigest()[:20]}.json")}
 
 
 def _fp16(src: Path, dst: Path) -> None:

@@ -17,12 +17,17 @@ _ARM_FLAGS = {"asimddp": "dotprod", "i8mm": "i8mm", "sve": "sve"}
 
 @dataclass(frozen=True)
 class CpuInfo:
-    """The machine's architecture, CPU model, logical cores and the ISA features that matter."""
+    """The machine's architecture, CPU model, logical cores and the ISA features that matter.
+
+    ``ident`` tells apart CPUs that share a marketing name (a VM's "AMD EPYC" may be Zen 1 with
+    128-bit AVX units or Zen 3 with 256-bit ones: twice the GEMM speed): x86 family/model/stepping,
+    ARM implementer/part."""
 
     arch: str
     model: str
     cores: int
     features: tuple[str, ...]
+    ident: str = ""
 
     @property
     def vnni(self) -> bool:
@@ -38,8 +43,12 @@ class CpuInfo:
         return {**asdict(self), "features": list(self.features)}
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = "", set()
+_IDENT_KEYS = {"cpu family": "family", "model": "model", "stepping": "stepping",
+               "cpu implementer": "implementer", "cpu part": "part", "cpu variant": "variant"}
+
+
+def _cpuinfo() -> tuple[str, set[str], str]:
+    model, flags, ident = "", set(), {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -49,9 +58,11 @@ def _cpuinfo() -> tuple[str, set[str]]:
                     model = value.strip()
                 elif key in ("flags", "features") and not flags:
                     flags = set(value.split())
+                elif key in _IDENT_KEYS and _IDENT_KEYS[key] not in ident:
+                    ident[_IDENT_KEYS[key]] = value.strip()
     except OSError:
         pass
-    return model, flags
+    return model, flags, " ".join(f"{k} {v}" for k, v in ident.items())
 
 
 def _arm_hwcaps() -> set[str]:
@@ -77,10 +88,10 @@ def _arm_hwcaps() -> set[str]:
 def cpu_info() -> CpuInfo:
     """Read ``/proc/cpuinfo`` where there is one (Linux); elsewhere only what ``platform`` says."""
     arch = platform.machine().lower()
-    model, flags = _cpuinfo()
+    model, flags, ident = _cpuinfo()
     if arch in ("aarch64", "arm64") and platform.system() == "Linux":
         flags |= _arm_hwcaps()
     table = _X86_FLAGS if arch in ("x86_64", "amd64") else _ARM_FLAGS
     features = tuple(sorted({name for flag, name in table.items() if flag in flags}))
     return CpuInfo(arch=arch, model=model or platform.processor() or arch, cores=os.cpu_count() or 1,
-                   features=features)
+                   features=features, ident=ident)

@@ -159,6 +159,10 @@ def test_compare_same_machine_and_a_different_one(image_bundle, tmp_path):
     _, other = _report_with(image_bundle, cpu="Some ARM board", cpu_features=["dotprod"], runtime_version="1.17.0")
     rows, warnings = compare_reports(a, other)
     assert len(rows) == 1 and any("cpu:" in w for w in warnings) and any("runtime_version" in w for w in warnings)
+    # one cloud name, two generations ("AMD EPYC" is Zen 1 on one VM and Zen 3 on another)
+    _, other_host = _report_with(image_bundle, cpu_id="family 25 model 1 stepping 1")
+    assert a["fingerprint"]["cpu_id"] != "family 25 model 1 stepping 1"
+    assert [w for w in compare_reports(a, other_host)[1] if "cpu_id" in w]
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(other))
     result = CliRunner().invoke(main, ["bench", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
