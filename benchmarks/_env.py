@@ -13,6 +13,18 @@ def cpu_model() -> str:
     return f"{cpu.model} ({cpu.ident})" if cpu.ident else cpu.model
 
 
+def quickstart_root(source: Path | None, tmp: str) -> Path:
+    """``source`` (an earlier `edgeft quickstart -o DIR`), or a fresh quickstart run into ``tmp``."""
+    if source is not None:
+        return source
+    import subprocess
+    import sys
+
+    root = Path(tmp) / "qs"
+    subprocess.run([sys.executable, "-m", "edgeft", "quickstart", "-o", str(root), "--json"], check=True, capture_output=True)
+    return root
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 

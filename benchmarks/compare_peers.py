@@ -23,7 +23,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _env import cpu_model, slug, write_results  # noqa: E402
+from _env import cpu_model, quickstart_root, slug, write_results  # noqa: E402
 
 from edgeft.bench import BenchConfig, run_bench  # noqa: E402
 from edgeft.data import sample_data_path  # noqa: E402
@@ -99,11 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     timing = dict(threads=(args.threads,), min_time=args.min_time, rounds=8, warmup=20, baseline="torch")
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.source
-        if root is None:
-            root = Path(tmp) / "qs"
-            subprocess.run([sys.executable, "-m", "edgeft", "quickstart", "-o", str(root), "--json"], check=True,
-                           capture_output=True)
+        root = quickstart_root(args.source, tmp)
         bundles = root / "bundles"
         peaks = gemm_peaks(Path(tmp), args.threads)
         peer = optimum_quantized(Path(tmp) / "optimum")

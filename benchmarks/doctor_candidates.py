@@ -23,7 +23,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _env import cpu_model, slug, write_results  # noqa: E402
+from _env import cpu_model, quickstart_root, slug, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -33,11 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     sections, data = [], {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.source
-        if root is None:
-            root = Path(tmp) / "qs"
-            subprocess.run([sys.executable, "-m", "edgeft", "quickstart", "-o", str(root), "--json"], check=True,
-                           capture_output=True)
+        root = quickstart_root(args.source, tmp)
         env = {**os.environ, "EDGEFT_CACHE": str(Path(tmp) / "cache")}
         for backbone in ("efficientnet_lite0", "minilm_l6"):
             out = Path(tmp) / f"{backbone}-auto"

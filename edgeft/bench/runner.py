@@ -83,7 +83,27 @@ def timed_runs(once: Callable[[], Any], runs: int | None, min_time: float | None
             return times
 
 
-class OrtRunner:
+class TimedRunner:
+    """What every runner shares once ``prepare`` has set ``once`` (one call on the prepared input)."""
+
+    once: Callable[[], Any] | None = None
+
+    def warm(self, warmup: int) -> dict[str, Any]:
+        """Time the first call, then warm up."""
+        start = time.perf_counter()
+        self.once()  # type: ignore[misc]
+        first = time.perf_counter() - start
+        for _ in range(warmup):
+            self.once()  # type: ignore[misc]
+        return {"first_run_s": first}
+
+    def time(self, runs: int | None = None, min_time: float | None = None, prewarm: int = 2) -> dict[str, Any]:
+        if self.once is None:
+            raise RuntimeError("prepare an input before timing")
+        return {"times": timed_runs(self.once, runs, min_time, prewarm)}
+
+
+class OrtRunner(TimedRunner):
     """Serves one bundle's ``model.onnx`` with onnxruntime."""
 
     def __init__(self, bundle: Path, feeds_file: Path | None) -> None:
@@ -150,17 +170,7 @@ class OrtRunner:
         else:
             turn = iter(range(1 << 62))
             self.once = lambda: calls[next(turn) % len(calls)]()
-        start = time.perf_counter()
-        self.once()
-        first = time.perf_counter() - start
-        for _ in range(warmup):
-            self.once()
-        return {"first_run_s": first}
-
-    def time(self, runs: int | None = None, min_time: float | None = None, prewarm: int = 2) -> dict[str, Any]:
-        if self.once is None:
-            raise RuntimeError("prepare an input before timing")
-        return {"times": timed_runs(self.once, runs, min_time, prewarm)}
+        return self.warm(warmup)
 
     def golden(self) -> dict[str, Any]:
         """The bundle's golden inputs run as one batch, as the export ran them."""

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeft.bench.runner import fingerprint, peak_rss_bytes, serve, timed_runs
+from edgeft.bench.runner import TimedRunner, fingerprint, peak_rss_bytes, serve
 from edgeft.errors import UsageError
 from edgeft.manifest import read_manifest, sha256_file
 
@@ -36,7 +36,7 @@ def load_source_model(bundle: Path) -> Any:
     return load_run(run).model
 
 
-class TorchRunner:
+class TorchRunner(TimedRunner):
     def __init__(self, bundle: Path, feeds_file: Path) -> None:
         import torch
 
@@ -77,17 +77,7 @@ class TorchRunner:
             sync()
 
         self.once = once
-        start = time.perf_counter()
-        once()
-        first = time.perf_counter() - start
-        for _ in range(warmup):
-            once()
-        return {"first_run_s": first}
-
-    def time(self, runs: int | None = None, min_time: float | None = None, prewarm: int = 2) -> dict[str, Any]:
-        if self.once is None:
-            raise RuntimeError("prepare an input before timing")
-        return {"times": timed_runs(self.once, runs, min_time, prewarm)}
+        return self.warm(warmup)
 
     def golden(self) -> dict[str, Any]:
         raise RuntimeError("the torch baseline has no golden check")
