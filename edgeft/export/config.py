@@ -107,10 +107,8 @@ class ExportConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.quantize != "auto":  # auto: the doctor picks among measured candidates
-            QuantizeRecipe(mode=self.quantize, calibration_method=self.calibration_method)  # validates both
-        else:
-            QuantizeRecipe(calibration_method=self.calibration_method)
+        # validates both (auto: the doctor picks among measured candidates)
+        QuantizeRecipe(mode="none" if self.auto else self.quantize, calibration_method=self.calibration_method)
         checks = [
             (self.calibration_samples >= 1, "--calibration-samples must be at least 1"),
             (self.max_accuracy_drop >= 0, "--max-accuracy-drop must be 0 or more (points)"),

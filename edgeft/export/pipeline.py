@@ -177,7 +177,7 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
         if config.auto:
             auto = _auto(float_path, work, cpu, source.modality, calibration_batches, batches, reference, float_accuracy,
                          held_out, maker, config.max_accuracy_drop, log)
-            attempts = [a for a in _auto_attempts(auto) if not a.accepted] + [a for a in _auto_attempts(auto) if a.accepted]
+            attempts = sorted(_auto_attempts(auto), key=lambda a: a.accepted)  # the chosen one last
             shutil.copyfile(auto.chosen.path, work / "chosen.onnx")  # type: ignore[arg-type]
         else:
             attempts = _quantize_within_budget(recipe, float_path, work, calibration_batches, batches, reference,
