@@ -34,6 +34,26 @@ class EdgeftGroup(click.Group):
             ctx.exit(exc.exit_code)
 
 
+class _Epochs(click.ParamType):
+    """``auto`` or a whole number of at least 1."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            epochs = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither auto nor a whole number", param, ctx)
+        if epochs < 1:
+            self.fail(f"{value} is not at least 1", param, ctx)
+        return epochs
+
+
+EPOCHS = _Epochs()
+
+
 def _logger(as_json: bool) -> Callable[[str], None]:
     return (lambda _: None) if as_json else (lambda line: click.echo(line, err=True))
 
@@ -106,7 +126,9 @@ def backbones(name: str | None, as_json: bool) -> None:
 @click.option("--freeze", default="all", show_default=True,
               help="all (backbone frozen, head trains), none, N (first N groups), or a glob over group "
                    "and parameter names. See `edgeft backbones NAME`.")
-@click.option("--epochs", default=10, show_default=True, type=int)
+@click.option("--epochs", default="auto", show_default=True, type=EPOCHS,
+              help="auto: a head alone on cached features is fitted to convergence (L-BFGS); otherwise 10 "
+                   "epochs with early stopping. N: exactly N epochs of AdamW.")
 @click.option("--lr", type=float, default=None, help="Learning rate [default: 3e-3 head only; 3e-4 image, 5e-5 text].")
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--val-split", default=0.2, show_default=True, type=float, help="Fraction held out, stratified.")
@@ -493,9 +515,9 @@ def doctor(source: str, target: str, as_json: bool) -> None:
 @main.command()
 @click.option("--output", "-o", type=click.Path(), default="edgeft-quickstart", show_default=True,
               help="Folder for the quickstart's runs.")
-@click.option("--epochs", default=10, show_default=True, type=int)
+@click.option("--epochs", default="auto", show_default=True, type=EPOCHS, help="As for `edgeft finetune`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-def quickstart(output: str, epochs: int, as_json: bool) -> None:
+def quickstart(output: str, epochs: int | str, as_json: bool) -> None:
     """Run the bundled sample data through the main job on the default backbones: fine-tune,
     export float and INT8 bundles, and bench them against PyTorch eager on this CPU."""
     from edgeft.quickstart import run_quickstart

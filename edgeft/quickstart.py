@@ -49,7 +49,7 @@ def _bench(backbone: str, bundles: dict[str, dict[str, Any]], report_dir: Path, 
     return report
 
 
-def run_quickstart(out: Path, log: Callable[[str], None], progress: bool, epochs: int = 10,
+def run_quickstart(out: Path, log: Callable[[str], None], progress: bool, epochs: int | str = "auto",
                    bench: bool = True) -> list[dict[str, Any]]:
     """Fine-tune each default backbone (frozen) on its sample data, export it as float and INT8
     bundles, and bench them against PyTorch eager; one summary row each."""

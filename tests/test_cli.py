@@ -23,10 +23,31 @@ def _assert_clean_error(result, *fragments):
         assert fragment in lines[0]
 
 
-@pytest.mark.parametrize("command", [[], ["backbones"], ["finetune"], ["quickstart"]])
-def test_every_command_has_help(command):
+def _commands(group=main, path=()):
+    import click
+
+    for name, command in sorted(group.commands.items()):
+        yield (*path, name)
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+
+
+ALL_COMMANDS = list(_commands())
+
+
+def test_the_command_list_is_complete():
+    assert {" ".join(c) for c in ALL_COMMANDS} >= {"backbones", "finetune", "export", "predict", "verify", "package",
+                                                  "bench", "bench run", "bench compare", "doctor", "quickstart"}
+
+
+@pytest.mark.parametrize("command", [(), *ALL_COMMANDS], ids=lambda c: " ".join(c) or "edgeft")
+def test_every_command_has_help_and_json(command):
     result = run(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
+    summary = result.output.split("Options:")[0].strip().splitlines()
+    assert len(summary) >= 3, result.output  # usage line, blank line, a sentence of what it does
+    if command and command != ("bench",):  # bench is a group: its two commands carry --json
+        assert "--json" in result.output, f"edgeft {' '.join(command)} has no --json"
 
 
 def test_backbones_json_lists_offline_availability():

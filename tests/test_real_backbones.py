@@ -1,29 +1,30 @@
 """The main job on the real backbones and the bundled sample data (the issue's floors)."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from edgeft.bench import BenchConfig, TargetOptions, run_bench
-from edgeft.bench.targets import arm64_root
+from edgeft.bench import BenchConfig, run_bench
 from edgeft.cli import main
 from edgeft.data import sample_data_path
 from edgeft.runtime import EdgeModel
-from tests.conftest import read_json
+from tests.conftest import needs_arm64, read_json
 
 pytestmark = pytest.mark.slow
 
 
-ARM64_READY = (arm64_root(TargetOptions()) / ".complete").is_file() and shutil.which("qemu-aarch64") is not None
-
-
-def test_quickstart_reaches_90_percent_on_both_backbones(tmp_path):
-    result = CliRunner().invoke(main, ["quickstart", "-o", str(tmp_path), "--json"])
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("quickstart")
+    result = CliRunner().invoke(main, ["quickstart", "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    rows = {r["backbone"]: r for r in json.loads(result.output)}
+    return out, {r["backbone"]: r for r in json.loads(result.output)}
+
+
+def test_quickstart_reaches_90_percent_on_both_backbones(quickstart):
+    out, rows = quickstart
     assert set(rows) == {"efficientnet_lite0", "minilm_l6"}
     for row in rows.values():
         assert row["val_accuracy"] >= 0.90, row
@@ -38,16 +39,22 @@ def test_quickstart_reaches_90_percent_on_both_backbones(tmp_path):
         bench = row["bench"]  # the quickstart ends with a bench: PyTorch eager, float, INT8
         assert [r["kind"] for r in bench["results"]] == ["torch", "onnx", "onnx"]
         assert all(g["within_tolerance"] and g["top1_agreement"] == 1.0 for g in bench["golden"])
-        assert (tmp_path / "bench" / row["backbone"] / "results.json").is_file()
-    if ARM64_READY:  # the same bundles on an emulated ARM64 onnxruntime: golden vectors compared with x86's
-        for row in rows.values():
-            bundles = [row["bundles"][v]["bundle"] for v in ("float", "int8")]
-            report = run_bench(BenchConfig(tuple(bundles), target="qemu-arm64", runs=1, rounds=1, warmup=0))
-            golden = {g["bundle"]: g for g in report["golden"]}
-            float_golden = golden[Path(bundles[0]).name]
-            assert float_golden["within_tolerance"] and float_golden["top1_agreement"] == 1.0, float_golden
-            int8_golden = golden[Path(bundles[1]).name]
-            assert int8_golden["top1_agreement"] == 1.0, int8_golden  # on neoverse-n1; see the bench issue's note
+        assert (out / "bench" / row["backbone"] / "results.json").is_file()
+
+
+@pytest.mark.arm
+@needs_arm64
+def test_quickstart_bundles_on_emulated_arm64(quickstart):
+    """The same bundles on an emulated ARM64 onnxruntime: golden vectors compared with x86's."""
+    _, rows = quickstart
+    for row in rows.values():
+        bundles = [row["bundles"][v]["bundle"] for v in ("float", "int8")]
+        report = run_bench(BenchConfig(tuple(bundles), target="qemu-arm64", runs=1, rounds=1, warmup=0))
+        golden = {g["bundle"]: g for g in report["golden"]}
+        float_golden = golden[Path(bundles[0]).name]
+        assert float_golden["within_tolerance"] and float_golden["top1_agreement"] == 1.0, float_golden
+        int8_golden = golden[Path(bundles[1]).name]
+        assert int8_golden["top1_agreement"] == 1.0, int8_golden  # on neoverse-n1; see the bench issue's note
 
 
 @pytest.mark.parametrize("backbone, modality", [("efficientnet_lite0", "image"), ("minilm_l6", "text")])

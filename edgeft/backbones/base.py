@@ -76,6 +76,13 @@ class Backbone(nn.Module):
         """A fresh linear classifier for ``num_classes`` classes."""
         raise NotImplementedError
 
+    def get_classifier(self) -> nn.Linear:
+        """The head's linear layer (the head is dropout + linear)."""
+        linear = self.head[-1] if isinstance(self.head, nn.Sequential) else self.head
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"{type(self).__name__}'s head does not end in a linear layer")
+        return linear
+
     @property
     def group_names(self) -> list[str]:
         return [name for name, _ in self.groups()]

@@ -43,10 +43,13 @@ class InputMaker:
         return {"pixel_values": normalize(self.crops(items), self.preprocessing)}
 
     def batches(self, items: Sequence[str], batch_size: int = 8, same_shape: bool = False) -> Iterator[Feeds]:
-        """Feeds of ``batch_size`` items; ``same_shape`` pads every text batch to the longest item of
-        all (calibrators that stack activations across batches, entropy and percentile, need it)."""
+        """Feeds of ``batch_size`` items. ``same_shape`` gives every batch one shape (calibrators that
+        stack activations across batches, entropy and percentile, need it): text is padded to the
+        longest item of all, and a set that does not fill equal batches goes one item at a time."""
         pad_to = None
         if same_shape and self.tokenizer is not None and items:
             pad_to = max(len(e.ids) for e in self.tokenizer.encode_batch(list(items)))
+        if same_shape and len(items) % batch_size:
+            batch_size = 1
         for start in range(0, len(items), batch_size):
             yield self.feeds(items[start:start + batch_size], pad_to)

@@ -9,6 +9,7 @@ from typing import Any
 from edgeft.errors import UsageError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+AUTO_EPOCHS = 10  # what --epochs auto means when the run trains more than a head on cached features
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,15 @@ class FinetuneConfig:
     """Everything a fine-tune run needs; stored in the run directory's ``config.json``.
 
     ``lr=None`` picks 3e-3 when only the head trains, else 3e-4 for images and 5e-5 for text.
+    ``epochs="auto"``: a head alone on cached pooled features is fitted to convergence (L-BFGS,
+    ``edgeft.finetune.head_fit``); anything else trains ``AUTO_EPOCHS`` epochs with early stopping.
     """
 
     backbone: str
     data: str
     output: str
     freeze: str = "all"
-    epochs: int = 10
+    epochs: int | str = "auto"
     lr: float | None = None
     batch_size: int = 32
     val_split: float = 0.2
@@ -70,7 +73,8 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.epochs == "auto" or (type(self.epochs) is int and self.epochs >= 1),
+             "--epochs must be auto or a whole number of at least 1"),
             (self.lr is None or self.lr > 0, "--lr must be positive"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1"),
@@ -91,6 +95,12 @@ class FinetuneConfig:
     @property
     def freeze_policy(self) -> FreezePolicy:
         return FreezePolicy.parse(self.freeze)
+
+    def resolved_epochs(self, head_fit: bool) -> int:
+        """The number of epochs to run; a direct head fit counts as one."""
+        if self.epochs != "auto":
+            return int(self.epochs)
+        return 1 if head_fit else AUTO_EPOCHS
 
     def resolved_lr(self, head_only: bool, modality: str) -> float:
         if self.lr is not None:

@@ -1,5 +1,6 @@
 """The fine-tuning loop: AdamW, warmup + cosine, label smoothing, early stopping, best
-checkpoint, resume, and the feature cache when the frozen part is a prefix."""
+checkpoint, resume, and the feature cache when the frozen part is a prefix. A head alone on
+cached pooled features is fitted to convergence instead (``--epochs auto``, ``head_fit``)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from edgeft.finetune.distributed import (
     strided_batches,
 )
 from edgeft.finetune.freezing import FreezeResult, apply_freeze, set_train_mode
+from edgeft.finetune.head_fit import fit_linear_head
 from edgeft.finetune.inputs import ImageItems, TextItems
 from edgeft.runtime.preprocess import configure_tokenizer
 
@@ -149,6 +151,8 @@ class _Trainer:
         self.train_items, self.val_items = _items(model, splits, config)
         self.cache_info: CacheInfo | None = None
         self.step = _Step(model, *self._plan_cache())
+        self.head_fit = self.step.mode == "pooled" and config.epochs == "auto"
+        self.epochs = config.resolved_epochs(self.head_fit)
         self.step_ddp: nn.Module = self.step
         if ctx.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -158,7 +162,7 @@ class _Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         self.lr = config.resolved_lr(freeze.head_only, splits.train.modality)
         self.optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=config.weight_decay)
-        steps = config.epochs * math.ceil(len(self.train_items) / config.batch_size)
+        steps = self.epochs * math.ceil(len(self.train_items) / config.batch_size)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(steps, config.warmup_ratio))
         self.scaler = self.precision.scaler()
         self.history: list[dict[str, Any]] = []
@@ -233,7 +237,7 @@ class _Trainer:
         total, count = 0.0, 0
         loader = self._loader(self.train_items, shuffle=True, epoch=epoch)
         global_sizes = [len(b) for b in loader.batch_sampler.global_batches()]
-        bar = self._bar(loader, f"epoch {epoch}/{self.config.epochs}")
+        bar = self._bar(loader, f"epoch {epoch}/{self.epochs}")
         for (inputs, labels), global_size in zip(bar, global_sizes):
             inputs, labels = _to(inputs, self.device), torch.as_tensor(labels).to(self.device)
             with self.precision.autocast():
@@ -257,6 +261,16 @@ class _Trainer:
         total, count = all_reduce_sum([total, count], self.device)
         return total / count
 
+    def _fit_head(self) -> tuple[float, dict[str, Any]]:
+        """The head fitted to convergence on the cached pooled training features."""
+        cache = self.train_items
+        assert isinstance(cache, CachedStates)
+        fit = fit_linear_head(cache.tensors[0], cache.labels, len(self.splits.classes))
+        fit.load_into(self.model.get_classifier())
+        self.log(f"head fitted to convergence: L-BFGS, {fit.iterations} iterations, {fit.seconds:.2f} s"
+                 + ("" if fit.converged else " (iteration limit reached)"))
+        return fit.train_loss, fit.info()
+
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
         self.model.eval()
@@ -273,17 +287,22 @@ class _Trainer:
 
     def fit(self) -> None:
         start_epoch = len(self.history) + 1
-        for epoch in range(start_epoch, self.config.epochs + 1):
+        for epoch in range(start_epoch, self.epochs + 1):
             if self.stopped_early:
                 break
             start = time.perf_counter()
-            train_loss = self._train_epoch(epoch)
+            head_fit = None
+            if self.head_fit:
+                train_loss, head_fit = self._fit_head()
+            else:
+                train_loss = self._train_epoch(epoch)
             broadcast_buffers(self.model)  # evaluate and save with rank 0's BatchNorm statistics
             val_loss, val_accuracy = self.evaluate()
             seconds = time.perf_counter() - start
             self.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                                  "val_accuracy": val_accuracy, "seconds": seconds,
-                                 "lr": self.scheduler.get_last_lr()[0]})
+                                 "lr": None if head_fit else self.scheduler.get_last_lr()[0],
+                                 **({"head_fit": head_fit} if head_fit else {})})
             # better accuracy, or the same accuracy at a lower loss (ties are common on small sets)
             improved = val_accuracy > self.best_accuracy or (
                 val_accuracy == self.best_accuracy and val_loss < self.best_loss)
@@ -295,7 +314,7 @@ class _Trainer:
                 self.stopped_early = True
             if self.ctx.enabled:
                 self.digest = check_ranks_agree(self.model)
-            self.log(f"epoch {epoch}/{self.config.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
+            self.log(f"epoch {epoch}/{self.epochs}: train loss {train_loss:.4f}, val loss {val_loss:.4f}, "
                      f"val accuracy {val_accuracy:.4f}{' (best)' if improved else ''}, {seconds:.2f} s")
             if self.ctx.is_main:
                 self._save(improved)
@@ -321,8 +340,10 @@ class _Trainer:
             "data": {"path": self.config.data, "split": self.splits.source,
                      "train_items": len(self.splits.train), "val_items": len(self.splits.val),
                      "train_class_counts": self.splits.train.class_counts()},
-            "hyperparameters": {**self.config.to_dict(), "lr": self.lr, "optimizer": "AdamW",
-                                "schedule": "linear warmup + cosine"},
+            "hyperparameters": {**self.config.to_dict(), "lr": self.lr, "epochs": self.epochs,
+                                **({"optimizer": "L-BFGS head fit (multinomial logistic regression, C=1, "
+                                                 "standardized features)", "schedule": None} if self.head_fit else
+                                   {"optimizer": "AdamW", "schedule": "linear warmup + cosine"})},
             "seed": self.config.seed,
             "device": {"device": str(self.device), "precision": self.config.precision,
                        "processes": self.ctx.world_size},

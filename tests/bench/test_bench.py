@@ -154,19 +154,25 @@ def _report_with(image_bundle, **fingerprint):
 
 def test_compare_same_machine_and_a_different_one(image_bundle, tmp_path):
     a, b = _report_with(image_bundle)
+    slower = b["results"][0]["latency_ms"]
+    slower["p50"] = 2.5 * a["results"][0]["latency_ms"]["p50"]
     rows, warnings = compare_reports(a, b)
-    assert len(rows) == 1 and rows[0]["ratio"] == 1.0 and warnings == []
+    assert len(rows) == 1 and rows[0]["ratio"] == pytest.approx(2.5) and warnings == []  # B's p50 over A's
     _, other = _report_with(image_bundle, cpu="Some ARM board", cpu_features=["dotprod"], runtime_version="1.17.0")
     rows, warnings = compare_reports(a, other)
     assert len(rows) == 1 and any("cpu:" in w for w in warnings) and any("runtime_version" in w for w in warnings)
-    # one cloud name, two generations ("AMD EPYC" is Zen 1 on one VM and Zen 3 on another)
-    _, other_host = _report_with(image_bundle, cpu_id="family 25 model 1 stepping 1")
-    assert a["fingerprint"]["cpu_id"] != "family 25 model 1 stepping 1"
-    assert [w for w in compare_reports(a, other_host)[1] if "cpu_id" in w]
+    # one cloud name, two generations ("AMD EPYC" is Zen 1 on one VM and Zen 3 on another): the other
+    # host's id is derived from this one's, whatever this host is
+    other_id = f"{a['fingerprint']['cpu_id']} (another generation)"
+    _, other_host = _report_with(image_bundle, cpu_id=other_id)
+    assert [w for w in compare_reports(a, other_host)[1] if "cpu_id" in w and other_id in w]
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(other))
     result = CliRunner().invoke(main, ["bench", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert result.exit_code == 0 and "B/A" in result.stdout and "Warning: the fingerprints differ" in result.stderr
+    result = CliRunner().invoke(main, ["bench", "compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json"])
+    out = json.loads(result.stdout)
+    assert result.exit_code == 0 and len(out["rows"]) == 1 and any("cpu:" in w for w in out["warnings"])
     emulated = {**other, "emulated": True}
     (tmp_path / "e.json").write_text(json.dumps(emulated))
     result = CliRunner().invoke(main, ["bench", "compare", str(tmp_path / "a.json"), str(tmp_path / "e.json")])
@@ -194,3 +200,23 @@ def test_runner_is_self_contained_and_torch_free(image_bundle, tmp_path):
     assert not imported & {"torch", "transformers", "onnx", "optimum"}
     expected = np.load(image_bundle / "golden.npz")["logits"]
     assert np.allclose(replies[2]["logits"], expected, atol=1e-4)
+
+
+def test_min_time_times_each_point_for_at_least_that_long(image_bundle):
+    report = run_bench(BenchConfig((str(image_bundle),), threads=(1,), runs=None, min_time=0.4, rounds=2, warmup=1))
+    row = report["results"][0]
+    assert report["settings"]["min_time_s"] == 0.4 and report["settings"]["runs"] is None
+    assert sum(row["samples_ms"]) >= 400 and row["latency_ms"]["runs"] == len(row["samples_ms"]) >= 6
+
+
+def test_golden_lines_say_plainly_when_a_target_disagrees(image_bundle):
+    from edgeft.bench.report import golden_lines
+
+    report = run_bench(BenchConfig((str(image_bundle),), threads=(1,), **QUICK))
+    [agrees] = golden_lines(report)
+    assert f"golden {image_bundle.name}: agrees with the exported model's outputs: top-1 100% of 4" in agrees
+    report["golden"][0].update(within_tolerance=False, max_abs_diff=0.5)
+    [beyond] = golden_lines(report)
+    assert ": DISAGREES with" in beyond and "max abs diff 0.5 (tolerance" in beyond
+    report["golden"][0].update(within_tolerance=True, top1_agreement=0.75)
+    assert ": DISAGREES with" in golden_lines(report)[0] and "top-1 75% of 4" in golden_lines(report)[0]

@@ -48,11 +48,17 @@ def test_each_quantization_mode_gives_a_verified_bundle(text_run, tmp_path, mode
     assert manifest.inputs[0].shape == ["batch", "sequence"] and manifest.outputs[0].shape == ["batch", 3]
     check = plain_check(bundle)
     assert check["max_abs_diff"] <= check["atol"] and check["top1_agrees"] and not check["edgeft_imported"]
-    ops = {n.op_type for n in __import__("onnx").load(str(bundle / "model.onnx")).graph.node}
+    graph = __import__("onnx").load(str(bundle / "model.onnx")).graph
+    ops = {n.op_type for n in graph.node}
     expected = {"none": "Attention", "dynamic": "MatMulInteger", "static": "QuantizeLinear", "fp16": "Cast"}[mode]
     assert expected in ops or manifest.quantization["mode"] != mode, ops
     if mode in ("dynamic", "static"):
         assert info["size_ratio"] < 0.5
+    if mode == "fp16":  # the weights themselves are float16, and the file about half the float one
+        assert manifest.quantization["mode"] == "fp16"
+        weights = [t for t in graph.initializer if len(t.dims) >= 2]
+        assert weights and all(t.data_type == __import__("onnx").TensorProto.FLOAT16 for t in weights)
+        assert 0.4 < info["size_ratio"] < 0.6, info["size_ratio"]
 
 
 def test_image_bundle_is_reproduced_by_plain_onnxruntime(image_run, tmp_path):
@@ -78,6 +84,10 @@ def test_static_image_export_records_its_calibration(image_run, tmp_path):
     q = read_json(tmp_path / "int8" / "edgeft.json")["quantization"]
     assert q["calibration_method"] == "percentile" and q["calibration_samples"] == 8
     assert q["attempts"][-1]["accepted"] and q["name"] == q["attempts"][-1]["recipe"]
+    assert q["mode"] == "static" and q["name"].startswith("static")  # static kept, not a fallback
+    ops = [n.op_type for n in __import__("onnx").load(str(tmp_path / "int8" / "model.onnx")).graph.node]
+    assert ops.count("QuantizeLinear") >= 10 and ops.count("DequantizeLinear") >= 10
+    assert info["size_ratio"] < 0.4, info["size_ratio"]  # INT8 weights: about a quarter of float
     check = plain_check(tmp_path / "int8")
     assert check["max_abs_diff"] <= check["atol"] and check["top1_agrees"]
 
@@ -205,3 +215,47 @@ def test_manifest_schema_is_checked(text_run, tmp_path):
     path.write_text(json.dumps({k: v for k, v in data.items() if k != "labels"}))
     with pytest.raises(ManifestError, match="labels"):
         read_manifest(tmp_path / "b")
+
+
+def test_a_float_export_that_differs_from_pytorch_fails_and_writes_nothing(text_run, tmp_path, monkeypatch):
+    import onnx
+    from onnx import numpy_helper
+
+    optimize = pipeline.optimize_graph
+
+    def off_by_a_little(*args, **kwargs):  # a conversion bug: one weight matrix slightly changed
+        path = optimize(*args, **kwargs)
+        model = onnx.load(str(path))
+        weight = next(t for t in model.graph.initializer if len(t.dims) == 2 and t.dims[0] > 8)
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.01, weight.name))
+        onnx.save(model, str(path))
+        return path
+
+    monkeypatch.setattr(pipeline, "optimize_graph", off_by_a_little)
+    result = CliRunner().invoke(main, ["export", str(text_run), "-o", str(tmp_path / "b")])
+    assert result.exit_code == 1, result.output
+    assert "the ONNX graph differs from PyTorch: output 'logits' max abs diff" in result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_without_labels_the_most_agreeing_recipe_is_kept_with_a_warning(text_run, tmp_path, monkeypatch):
+    """No labels (a backbone name with unlabelled calibration data): when no recipe agrees with
+    PyTorch within the budget, the most agreeing one is kept, and the log says so."""
+    from edgeft.export.verify import Comparison
+
+    exported = tmp_path / "float.onnx"
+    assert export(text_run, tmp_path / "b")[0].exit_code == 0
+    (tmp_path / "b" / "model.onnx").rename(exported)
+    agreements = iter([0.90, 0.97, 0.80, 0.85])  # the dynamic chain: per-tensor, per-channel, ...
+    monkeypatch.setattr(pipeline, "compare", lambda ref, out: Comparison(len(ref), 0.5, 0.1, next(agreements)))
+    lines = []
+    recipe = QuantizeRecipe.for_cpu("dynamic", CpuInfo("x86_64", "test", 2, ("avx2",)))
+    feeds = [{"input_ids": np.ones((2, 4), np.int64), "attention_mask": np.ones((2, 4), np.int64),
+              "token_type_ids": np.zeros((2, 4), np.int64)}]
+    reference = np.zeros((2, 3), np.float32)
+    attempts = pipeline._quantize_within_budget(recipe, exported, tmp_path, None, feeds, reference, reference, None,
+                                                None, 1.0, lines.append)
+    chain = recipe.fallbacks()
+    assert len(attempts) == len(chain) and attempts[-1].accepted
+    assert attempts[-1].recipe == chain[1] and attempts[-1].comparison.top1_agreement == 0.97
+    assert any(line.startswith("warning: no recipe agreed with PyTorch") and chain[1].name in line for line in lines)

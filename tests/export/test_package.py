@@ -42,17 +42,46 @@ def test_zip_package_loads_and_predicts(text_bundle, tmp_path):
     assert again.exit_code == 2 and "pass --force" in again.output
 
 
-def test_zip_with_unsafe_entries_is_refused(text_bundle, tmp_path):
+def _symlink_entry(name: str, target: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (0o120777 << 16)  # a symbolic link, as `zip --symlinks` stores it
+    return info
+
+
+@pytest.mark.parametrize("entry", ["../escaped.txt", "/abs/escaped.txt", "link"])
+def test_zip_with_unsafe_entries_is_refused(text_bundle, tmp_path, monkeypatch, entry):
+    """Nothing of an unsafe zip is extracted: not the bundle, not the entry."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
     evil = tmp_path / "evil.zip"
     with zipfile.ZipFile(evil, "w") as archive:
         for path in text_bundle.iterdir():
             archive.write(path, path.name)
-        archive.writestr("../escaped.txt", "boo")
-    with pytest.raises(BundleError, match="unsafe entry '../escaped.txt'"):
+        if entry == "link":
+            archive.writestr(_symlink_entry(entry, "/etc/passwd"), "/etc/passwd")
+        else:
+            archive.writestr(entry, "boo")
+    with pytest.raises(BundleError, match=f"unsafe entry '{entry}'"):
         EdgeModel.load(evil)
     result = CliRunner().invoke(main, ["verify", str(evil)])
     assert result.exit_code == 2 and "unsafe entry" in result.output
-    assert not (tmp_path.parent / "escaped.txt").exists()
+    assert list((tmp_path / "tmp").iterdir()) == []  # refused before anything was unpacked
+
+
+def test_a_package_that_fails_its_golden_check_is_not_kept(text_bundle, tmp_path, monkeypatch):
+    from edgeft.runtime.model import GoldenCheck
+
+    def failing(self):  # noqa: ANN001
+        return GoldenCheck(count=4, max_abs_diff=3.0, atol=1e-3, top1_agreement=0.5, provider="CPUExecutionProvider")
+
+    monkeypatch.setattr(EdgeModel, "check_golden", failing)
+    for args in (["-o", str(tmp_path / "app")], ["-o", str(tmp_path / "app.zip"), "--zip"]):
+        result = CliRunner().invoke(main, ["package", str(text_bundle), *args])
+        assert result.exit_code == 2 and "fails its golden check" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_broken_bundle_is_not_packaged(text_bundle, tmp_path):
@@ -63,3 +92,9 @@ def test_a_broken_bundle_is_not_packaged(text_bundle, tmp_path):
     result = CliRunner().invoke(main, ["package", str(broken), "-o", str(tmp_path / "app")])
     assert result.exit_code == 2 and "sha256" in result.output
     assert not (tmp_path / "app").exists()
+
+
+def test_package_json(image_bundle, tmp_path):
+    result = CliRunner().invoke(main, ["package", str(image_bundle), "-o", str(tmp_path / "app"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"package": str(tmp_path / "app"), "format": "onnx", "zip": False}

@@ -54,7 +54,7 @@ def _torch_logits(paths: list[Path]) -> np.ndarray:
     return model(pixel_values=torch.from_numpy(x)).numpy()
 
 
-def test_imagenet_lite0_float_and_static_agree_with_pytorch_on_a_photograph(photo, calibration, tmp_path):
+def test_imagenet_lite0_float_and_static_agree_with_pytorch_on_a_photograph(photo, calibration, tmp_path, avx2_host):
     for name, args in (("float", []), ("static", ["-q", "static", "--calibration-data", str(calibration)])):
         result = CliRunner().invoke(main, ["export", "efficientnet_lite0", "-o", str(tmp_path / name), *args])
         assert result.exit_code == 0, result.output
@@ -76,13 +76,12 @@ def test_imagenet_lite0_float_and_static_agree_with_pytorch_on_a_photograph(phot
         assert _plain_top5(tmp_path / "static", view)["top5"][0] == int(_torch_logits([view])[0].argmax()), view
     manifest = json.loads((tmp_path / "static" / "edgeft.json").read_text())
     assert manifest["quantization"]["mode"] == "static"
-    from edgeft.runtime.cpu import cpu_info
-
-    assert manifest["quantization"]["reduce_range"] == cpu_info().u8s8_saturates  # exact kernels on this CPU
+    assert manifest["quantization"]["reduce_range"]  # exported as for an AVX2 CPU without VNNI: 7-bit weights
     print({a["recipe"]: a["top1_agreement"] for a in manifest["quantization"]["attempts"]})
 
 
-def test_auto_on_imagenet_lite0_never_keeps_the_saturating_recipe(photo, calibration, tmp_path, monkeypatch):
+def test_auto_on_imagenet_lite0_never_keeps_the_saturating_recipe(photo, calibration, tmp_path, monkeypatch,
+                                                                   avx2_host):
     """`--quantize auto` with unlabelled photographs: the kept variant agrees with PyTorch on the top-1
     of every view of the photograph (centre crop included), and the report says why the default
     u8s8 recipe was not kept on this CPU."""
@@ -93,13 +92,10 @@ def test_auto_on_imagenet_lite0_never_keeps_the_saturating_recipe(photo, calibra
     report = json.loads((tmp_path / "auto" / "doctor.json").read_text())
     chosen = next(c for c in report["candidates"] if c["chosen"])
     assert chosen["status"] == "try"
-    from edgeft.runtime.cpu import cpu_info
-
-    if cpu_info().u8s8_saturates:
-        default = next(c for c in report["candidates"] if c["recipe"] == "static u8s8 per-channel minmax")
-        assert default["status"] == "measure-only" and not default["chosen"]
-        assert "saturation" in default["verdict"] and "never kept" in default["verdict"]
-        assert "static u8s8 per-channel minmax" in (tmp_path / "auto" / "doctor.md").read_text()
+    default = next(c for c in report["candidates"] if c["recipe"] == "static u8s8 per-channel minmax")
+    assert default["status"] == "measure-only" and not default["chosen"]
+    assert "saturation" in default["verdict"] and "never kept" in default["verdict"]
+    assert "static u8s8 per-channel minmax" in (tmp_path / "auto" / "doctor.md").read_text()
     views = sorted(calibration.iterdir()) + [photo]
     reference = _torch_logits(views)
     for view, expected in zip(views, reference):

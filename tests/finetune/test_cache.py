@@ -44,3 +44,11 @@ def test_spill_to_disk_gives_the_same_states(tiny_bert, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(memory.tensors, disk.tensors))
     disk.close()
     assert not list(tmp_path.glob("edgeft-cache-*"))
+
+
+def test_augment_turns_the_cache_off(image_folder, tmp_path):
+    lines = []
+    result = finetune(FinetuneConfig(backbone="efficientnet_lite0", data=str(image_folder), output=str(tmp_path / "a"),
+                                     epochs=1, batch_size=8, image_size=32, augment=True), log=lines.append)
+    assert result.cache is None and read_json(tmp_path / "a/metrics.json")["cache"] is None
+    assert "feature cache: off, because --augment changes the inputs every epoch" in lines

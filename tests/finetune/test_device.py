@@ -36,8 +36,19 @@ def test_unknown_device_and_fp16_on_cpu():
 
 
 def test_bf16_autocast_trains_on_cpu(tiny_bert, text_csv, tmp_path):
-    result = finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "r"),
-                                     freeze="1", epochs=2, precision="bf16", device="cpu"))
+    seen = set()
+
+    def record(module, args, output):  # noqa: ANN001
+        if isinstance(module, torch.nn.Linear) and module.weight.requires_grad and torch.is_grad_enabled():
+            seen.add(output.dtype)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        result = finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "r"),
+                                         freeze="1", epochs=2, precision="bf16", device="cpu"))
+    finally:
+        hook.remove()
+    assert seen == {torch.bfloat16}  # the training forward pass of the trained layers ran in bf16
     config = json.loads((tmp_path / "r/config.json").read_text())
     assert config["device"] == {"device": "cpu", "precision": "bf16", "processes": 1}
     assert result.epochs_run == 2

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from edgeft.finetune import FinetuneConfig, finetune, load_run
 from edgeft.finetune import trainer as trainer_module
-from tests.conftest import read_json
+from tests.conftest import read_json, write_image_folder
 
 
 def _config(data, out, **options):
@@ -66,8 +66,15 @@ def test_resume_continues_an_interrupted_run(image_folder, tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         finetune(_config(image_folder, tmp_path / "cut", freeze="8"))
     assert len(read_json(tmp_path / "cut/metrics.json")["epochs"]) == 2
-    monkeypatch.setattr(trainer_module._Trainer, "_train_epoch", original)
+    trained = []
+
+    def record(self, epoch):
+        trained.append(epoch)
+        return original(self, epoch)
+
+    monkeypatch.setattr(trainer_module._Trainer, "_train_epoch", record)
     resumed = finetune(FinetuneConfig(backbone="", data="", output=str(tmp_path / "cut")), resume=True)
+    assert trained == [3, 4]  # the finished epochs are not trained again
     a = read_json(tmp_path / "full/metrics.json")["epochs"]
     b = read_json(tmp_path / "cut/metrics.json")["epochs"]
     assert [e["epoch"] for e in b] == [1, 2, 3, 4]
@@ -90,3 +97,39 @@ def test_text_run_keeps_its_tokenizer(text_csv, tiny_bert, tmp_path):
     assert config["preprocessing"]["kind"] == "text" and config["head"]["pooling"] == "mean"
     run = load_run(tmp_path / "r")
     assert run.labels == ["food", "sports", "weather"]
+
+
+def test_val_data_is_the_validation_set(image_folder, tmp_path):
+    val = write_image_folder(tmp_path / "val", per_class=2)
+    finetune(_config(image_folder, tmp_path / "run", val_data=str(val), epochs=1))
+    config = read_json(tmp_path / "run/config.json")
+    assert config["data"]["split"] == f"explicit validation data {val}"
+    assert config["data"]["val_items"] == 6 and config["data"]["train_items"] == 18  # nothing held out of the training folder
+
+
+def test_default_head_fit_reaches_the_optimum_of_its_objective(text_csv, tiny_bert, tmp_path):
+    """`--epochs auto` with only the head training: one L-BFGS fit on the cached features, at a
+    point where the penalized loss no longer moves (its gradient is ~0), and better than a few
+    AdamW epochs of the same head."""
+    from edgeft.finetune.head_fit import HeadFitConfig, fit_linear_head
+
+    fitted = finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "auto")))
+    epochs = finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "e3"),
+                                     epochs=3))
+    metrics = read_json(tmp_path / "auto/metrics.json")
+    assert fitted.epochs_run == 1 and metrics["epochs"][0]["head_fit"]["converged"]
+    assert read_json(tmp_path / "auto/config.json")["hyperparameters"]["optimizer"].startswith("L-BFGS")
+    assert metrics["epochs"][0]["train_loss"] < read_json(tmp_path / "e3/metrics.json")["epochs"][-1]["train_loss"]
+
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 16, generator=rng) * torch.linspace(0.1, 50, 16)  # badly scaled features
+    y = (x[:, 0] / 0.1 + x[:, 5] / 16 > 0).long() + (x[:, 15] > 0).long()
+    fit = fit_linear_head(x, y, 3, HeadFitConfig(c=1.0))
+    assert fit.converged
+    mean, std = x.mean(0), x.std(0, unbiased=False)
+    w = (fit.weight.double() * std.double()).requires_grad_(True)  # back in standardized coordinates
+    b = (fit.bias.double() + fit.weight.double() @ mean.double()).requires_grad_(True)
+    z = ((x - mean) / std).double()
+    loss = torch.nn.functional.cross_entropy(z @ w.T + b, y, reduction="sum") + 0.5 * (w * w).sum()
+    loss.backward()
+    assert w.grad.abs().max() < 1e-3 and b.grad.abs().max() < 1e-3

@@ -58,6 +58,7 @@ def test_runtime_output_equals_onnxruntime_run_by_hand(text_bundle):
     ("unknown format_version", "format_version 7"),
     ("missing tokenizer", "without its tokenizer"),
     ("truncated onnx", "onnxruntime cannot load"),
+    ("inputs that the graph lacks", "the manifest declares"),
 ])
 def test_broken_bundles_are_refused_with_one_line(bundle, breakage, message):
     model = bundle / "model.onnx"
@@ -67,6 +68,9 @@ def test_broken_bundles_are_refused_with_one_line(bundle, breakage, message):
         _edit_manifest(bundle, format_version=7)
     elif breakage == "missing tokenizer":
         (bundle / "tokenizer.json").unlink()
+    elif breakage == "inputs that the graph lacks":
+        inputs = json.loads((bundle / "edgeft.json").read_text())["inputs"]
+        _edit_manifest(bundle, inputs=[{**inputs[0], "name": "ids"}, *inputs[1:]])
     else:
         model.write_bytes(model.read_bytes()[:1000])
         source = json.loads((bundle / "edgeft.json").read_text())["source"]

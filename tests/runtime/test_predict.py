@@ -50,7 +50,7 @@ def test_predictions_do_not_depend_on_batching(text_bundle):
     for a, b in zip(together, chunked):
         assert a.label == b.label
         # dynamic INT8 picks activation scales per batch, so logits move a little with the batch
-        np.testing.assert_allclose(a.logits, b.logits, atol=0.05)
+        np.testing.assert_allclose(a.logits, b.logits, atol=0.03 * np.abs(b.logits).max())
 
 
 def test_images_from_paths_pil_and_arrays_agree(image_bundle, image_run):
