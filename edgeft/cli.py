@@ -201,6 +201,13 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
 @click.option("--opset", type=int, help="ONNX opset [default: 18].")
 @click.option("--eval-samples", default=256, show_default=True, type=int,
               help="Held-out samples for the PyTorch comparison and accuracy.")
+@click.option("--target", "-t", default="cpu", show_default=True,
+              help="The device class the bundle is made for: cpu (this machine), arm64 (phones and boards) or "
+                   "x86-vnni. It decides the INT8 recipes (8-bit weights where kernels are exact), the numerics "
+                   "that judge accuracy (exact int8 simulated here when this CPU differs) and the golden vectors.")
+@click.option("--head-refit/--no-head-refit", default=True, show_default=True,
+              help="For a run whose backbone was frozen: INT8 keeps the head in float and refits it on the "
+                   "quantized backbone's own features of the training split.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def export(source: str, output: str, as_json: bool, **options: Any) -> None:
@@ -466,7 +473,8 @@ def bench_compare(a: str, b: str, as_json: bool) -> None:
 @main.command()
 @click.argument("source")
 @click.option("--target", "-t", default="cpu", show_default=True,
-              help="cpu (this machine), ssh://[user@]host[:port] or qemu-arm64 (those two need a BUNDLE).")
+              help="cpu (this machine), arm64 or x86-vnni (their kernels' rules), ssh://[user@]host[:port] or "
+                   "qemu-arm64 (read on the device; those two need a BUNDLE).")
 @click.option("--json", "as_json", is_flag=True, help="Print the preflight as JSON on stdout.")
 def doctor(source: str, target: str, as_json: bool) -> None:
     """Preflight for quantization: which recipes run fast and exactly on the target, and why not.

@@ -20,6 +20,7 @@ from edgeft.errors import EdgeftError
 from edgeft.export.config import QuantizeRecipe
 from edgeft.export.inputs import Feeds
 from edgeft.export.quantize import compute_nodes, quantize_graph
+from edgeft.export.refit import HeadRefit
 from edgeft.export.verify import Comparison, accuracy, compare, onnx_logits
 
 Log = Callable[[str], None]
@@ -71,6 +72,7 @@ class Evaluation:
     float_accuracy: float | None
     labels: list[int] | None
     max_drop: float
+    numerics: str = "host"  # the target's (edgeft.export.targets): its candidates run so here
 
     def judge(self, logits: np.ndarray) -> tuple[Comparison, float | None, float | None, bool]:
         comparison = compare(self.reference, logits)
@@ -96,13 +98,14 @@ class AutoResult:
 
 class _Builder:
     def __init__(self, float_path: Path, work: Path, calibration: list[Feeds] | None, evaluation: Evaluation,
-                 cache: Cache, log: Log) -> None:
+                 cache: Cache, log: Log, refit: HeadRefit | None = None) -> None:
         self.float_path, self.work, self.calibration, self.evaluation = float_path, work, calibration, evaluation
-        self.cache, self.log = cache, log
+        self.cache, self.log, self.refit = cache, log, refit
         import onnxruntime
 
         self.base_key = digest(file_digest(float_path), arrays_digest(calibration), arrays_digest(evaluation.batches),
-                               onnxruntime.__version__)
+                               onnxruntime.__version__, evaluation.numerics,
+                               *(refit.digest_parts() + (arrays_digest(refit.batches),) if refit else ()))
         self.count = 0
 
     def build(self, candidate: Candidate) -> Candidate:
@@ -120,11 +123,11 @@ class _Builder:
                 candidate.error = "needs calibration samples (the run's training split or --calibration-data)"
                 return candidate
             try:
-                candidate.info = quantize_graph(self.float_path, path, recipe, self.work, self.calibration)
+                candidate.info = quantize_graph(self.float_path, path, recipe, self.work, self.calibration, self.refit)
             except EdgeftError as exc:
                 candidate.error = str(exc)
                 return candidate
-            logits = onnx_logits(path, self.evaluation.batches)
+            logits = onnx_logits(path, self.evaluation.batches, self.evaluation.numerics)
             self.cache.put(key, {"info": candidate.info}, None if recipe.mode == "none" else path, logits)
         candidate.path, candidate.logits, candidate.size_bytes = path, logits, path.stat().st_size
         candidate.comparison, candidate.accuracy, candidate.drop_points, candidate.accepted = self.evaluation.judge(logits)
@@ -202,10 +205,10 @@ def _verdicts(candidates: list[Candidate], chosen: Candidate, evaluation: Evalua
 
 def run_auto(float_path: Path, work: Path, pre: Preflight, calibration: list[Feeds] | None, evaluation: Evaluation,
              latency_sets: list[Feeds], threads: int, log: Log = lambda _: None, cache: Cache | None = None,
-             min_time: float = 1.0) -> AutoResult:
+             min_time: float = 1.0, refit: HeadRefit | None = None) -> AutoResult:
     """Measure every candidate the preflight allows and keep the fastest within the budget."""
     began = time.perf_counter()
-    builder = _Builder(float_path, work, calibration, evaluation, cache or Cache(), log)
+    builder = _Builder(float_path, work, calibration, evaluation, cache or Cache(), log, refit)
     candidates = []
     for verdict in pre.candidates:
         c = builder.build(Candidate(verdict.recipe, verdict.status, verdict.why))

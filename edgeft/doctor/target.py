@@ -10,8 +10,10 @@ from edgeft.runtime.cpu import CpuInfo, cpu_info
 def target_cpu(target: str, bundle: Path | None) -> tuple[CpuInfo, str | None, list[str] | None]:
     """CPU facts, onnxruntime version and providers of ``target``; remote targets need a bundle
     to start the runner with (None for this machine: read here)."""
-    if target == "cpu":
-        return cpu_info(), None, None
+    from edgeft.export.targets import TARGETS, resolve_target
+
+    if target in TARGETS:
+        return resolve_target(target).cpu, None, None
     if bundle is None:
         from edgeft.errors import UsageError
 

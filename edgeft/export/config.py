@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeft.errors import UsageError
 from edgeft.manifest import QUANTIZATION_MODES
 from edgeft.runtime.cpu import CpuInfo
+
+if TYPE_CHECKING:
+    from edgeft.export.targets import QuantTarget
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 REPAIR_STEPS = (1, 2, 4, 8)
@@ -105,10 +108,15 @@ class ExportConfig:
     eval_samples: int = 256
     force: bool = False
     seed: int = 0
+    target: str = "cpu"  # the device class the bundle is made for (edgeft.export.targets)
+    head_refit: bool = True  # refit a frozen backbone's head on its quantized features (edgeft.export.refit)
 
     def __post_init__(self) -> None:
         # validates both (auto: the doctor picks among measured candidates)
         QuantizeRecipe(mode="none" if self.auto else self.quantize, calibration_method=self.calibration_method)
+        from edgeft.export.targets import TARGETS
+
+        TARGETS.get(self.target)  # an unknown target is named with the known ones
         checks = [
             (self.calibration_samples >= 1, "--calibration-samples must be at least 1"),
             (self.max_accuracy_drop >= 0, "--max-accuracy-drop must be 0 or more (points)"),
@@ -123,10 +131,13 @@ class ExportConfig:
     def auto(self) -> bool:
         return self.quantize == "auto"
 
-    def recipe(self, cpu: CpuInfo) -> QuantizeRecipe:
-        """The requested recipe (for ``auto``, the float graph the candidates are measured against)."""
+    def recipe(self, target: QuantTarget, host: CpuInfo) -> QuantizeRecipe:
+        """The requested recipe for ``target`` (for ``auto``, the float graph the candidates are
+        measured against)."""
         mode = "none" if self.auto else self.quantize
-        return QuantizeRecipe.for_cpu(mode, cpu, self.per_channel, self.calibration_method)
+        int8 = mode in ("dynamic", "static")
+        return QuantizeRecipe(mode=mode, per_channel=self.per_channel and int8,
+                              reduce_range=target.reduce_range(mode, host), calibration_method=self.calibration_method)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,8 +28,10 @@ def pick(logits: np.ndarray, count: int = COUNT) -> list[int]:
     return sorted(np.argsort(-margin, kind="stable")[:count].tolist())
 
 
-def write_golden(bundle: Path, model_file: Path, maker: InputMaker, items: Sequence[str], mode: str) -> dict[str, Any]:
-    """Run the bundle's model on ``items`` and store inputs and outputs; the manifest's entry."""
+def write_golden(bundle: Path, model_file: Path, maker: InputMaker, items: Sequence[str], mode: str,
+                 numerics: str = "host") -> dict[str, Any]:
+    """Run the bundle's model on ``items`` with the target's ``numerics`` and store inputs and
+    outputs; the manifest's entry."""
     arrays: dict[str, np.ndarray] = {}
     if maker.tokenizer is None:
         arrays["crops"] = maker.crops(items)
@@ -38,12 +40,12 @@ def write_golden(bundle: Path, model_file: Path, maker: InputMaker, items: Seque
     feeds = maker.feeds(items)
     if maker.tokenizer is not None:
         arrays.update(feeds)
-    logits = onnx_logits(model_file, [feeds])
+    logits = onnx_logits(model_file, [feeds], numerics)
     arrays["logits"] = logits.astype(np.float32)
     np.savez_compressed(bundle / GOLDEN, **arrays)
     scale = max(1.0, float(np.abs(logits).max()))
     return {
         "file": GOLDEN, "count": len(items), "output": "logits",
         "inputs": ["crops"] if maker.tokenizer is None else ["texts", *feeds],
-        "atol": RELATIVE_TOLERANCE[mode] * scale, "top1": logits.argmax(-1).tolist(),
+        "atol": RELATIVE_TOLERANCE[mode] * scale, "top1": logits.argmax(-1).tolist(), "numerics": numerics,
     }

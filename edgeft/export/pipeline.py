@@ -22,13 +22,16 @@ from edgeft.export.golden import pick, write_golden
 from edgeft.export.inputs import Feeds, InputMaker
 from edgeft.export.optimize import optimize_graph
 from edgeft.export.quantize import quantize_graph
+from edgeft.export.refit import HeadRefit
 from edgeft.export.source import ExportSource, load_source
+from edgeft.export.targets import QuantTarget, resolve_target
 from edgeft.export.verify import FLOAT_TOLERANCE, Comparison, accuracy, check_parity, compare, onnx_logits, torch_logits
 from edgeft.manifest import MODEL, TOKENIZER, Manifest, TensorSpec, sha256_file, write_manifest
 from edgeft.runtime.cpu import cpu_info
 
 Log = Callable[[str], None]
 BATCH = 8
+REFIT_SAMPLES = 1024  # training samples the head refit sees at most
 _DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16", "tensor(int32)": "int32"}
 
 
@@ -145,8 +148,13 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
     start = time.perf_counter()
     check_destination(config.output, config.force)
     cpu = cpu_info()
-    recipe = config.recipe(cpu)
+    target = resolve_target(config.target, cpu)
+    recipe = config.recipe(target, cpu)
     source = load_source(config.source, log)
+    if target.name != "cpu":
+        log(f"target {target.name}: {target.description}; accuracy judged with "
+            + ("this machine's kernels" if target.numerics == "host" else
+               "exact int8 arithmetic simulated here (the QDQ graph run unfused)"))
     calibration = _calibration_items(config, source)
     if recipe.mode == "static" and not calibration:
         raise UsageError(f"--quantize static needs calibration samples: {config.source} has no training data; "
@@ -173,15 +181,18 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
         same_shape = config.auto or recipe.calibration_method != "minmax"  # entropy/percentile stack activations
         calibration_batches = (list(maker.batches(calibration, BATCH, same_shape)) if calibration and wants_calibration
                                else None)
+        refit = (_head_refit(source, maker, target, log)
+                 if config.head_refit and (recipe.quantized or config.auto) else None)
         auto = None
         if config.auto:
-            auto = _auto(float_path, work, cpu, source.modality, calibration_batches, batches, reference, float_accuracy,
-                         held_out, maker, config.max_accuracy_drop, log)
+            auto = _auto(float_path, work, target, source.modality, calibration_batches, batches, reference,
+                         float_accuracy, held_out, maker, config.max_accuracy_drop, log, refit)
             attempts = sorted(_auto_attempts(auto), key=lambda a: a.accepted)  # the chosen one last
             shutil.copyfile(auto.chosen.path, work / "chosen.onnx")  # type: ignore[arg-type]
         else:
             attempts = _quantize_within_budget(recipe, float_path, work, calibration_batches, batches, reference,
-                                               float_logits, float_accuracy, held_out.labels, config.max_accuracy_drop, log)
+                                               float_logits, float_accuracy, held_out.labels, config.max_accuracy_drop, log,
+                                               refit, target.numerics)
         chosen = attempts[-1]
         chosen_path = work / "chosen.onnx"
         with BundleWriter(config.output, config.force) as folder:
@@ -189,7 +200,7 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
             if source.tokenizer_json is not None:
                 (folder / TOKENIZER).write_text(source.tokenizer_json, encoding="utf-8")
             golden_items = [held_out.items[i] for i in pick(chosen.logits)]
-            golden = write_golden(folder, folder / MODEL, maker, golden_items, chosen.recipe.mode)
+            golden = write_golden(folder, folder / MODEL, maker, golden_items, chosen.recipe.mode, target.numerics)
             inputs, outputs = _tensor_specs(folder / MODEL)
             manifest = Manifest(
                 task=source.task, labels=source.labels, inputs=inputs, outputs=outputs,
@@ -201,7 +212,7 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
                                              "repair": auto.repair}} if auto else {}),
                               "budget": "validation accuracy drop" if float_accuracy is not None
                               else "top-1 disagreement with PyTorch (no labels)",
-                              "cpu": cpu.to_dict()},
+                              "cpu": cpu.to_dict(), "target": target.to_dict()},
                 verification={
                     "held_out": held_out.origin, "samples": len(held_out.items), "tolerance": FLOAT_TOLERANCE,
                     "float_vs_torch": parity.to_dict(), "exported_vs_torch": chosen.comparison.to_dict(),
@@ -225,20 +236,35 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
     return ExportResult(Path(config.output), manifest, float_size, size, time.perf_counter() - start, attempts)
 
 
-def _auto(float_path: Path, work: Path, cpu: Any, modality: str, calibration: list[Feeds] | None, batches: list[Feeds],
-          reference: np.ndarray, float_accuracy: float | None, held_out: _HeldOut, maker: InputMaker, max_drop: float,
-          log: Log) -> Any:
+def _head_refit(source: ExportSource, maker: InputMaker, target: QuantTarget, log: Log) -> HeadRefit | None:
+    """A refit of the head on the quantized backbone's features, for a run whose backbone was
+    frozen (only the head trained) and whose training split is readable here."""
+    freeze = source.description.get("run_config", {}).get("freeze", {})
+    if source.train is None or not len(source.train) or not freeze or freeze.get("frozen_groups") != freeze.get("groups"):
+        return None
+    items, labels = list(source.train.items[:REFIT_SAMPLES]), list(source.train.labels[:REFIT_SAMPLES])
+    log(f"head refit: INT8 candidates keep the head in float and refit it on their own features of {len(items)} "
+        f"training samples ({target.numerics} numerics)")
+    return HeadRefit(list(maker.batches(items, BATCH)), labels, target.numerics)
+
+
+def _auto(float_path: Path, work: Path, target: QuantTarget, modality: str, calibration: list[Feeds] | None,
+          batches: list[Feeds], reference: np.ndarray, float_accuracy: float | None, held_out: _HeldOut,
+          maker: InputMaker, max_drop: float, log: Log, refit: HeadRefit | None) -> Any:
     """``--quantize auto``: the doctor's preflight, candidates, repair and choice."""
     from edgeft.doctor.auto import Evaluation, run_auto
     from edgeft.doctor.preflight import preflight
     from edgeft.export.optimize import op_counts
 
-    pre = preflight(cpu, modality, op_counts(float_path))
+    pre = preflight(target.cpu, modality, op_counts(float_path))
     for line in pre.findings:
         log(f"preflight: {line}")
-    evaluation = Evaluation(batches, reference, float_accuracy, held_out.labels, max_drop)
+    evaluation = Evaluation(batches, reference, float_accuracy, held_out.labels, max_drop, target.numerics)
     latency_sets = [maker.feeds([item]) for item in held_out.items[:8]]
-    result = run_auto(float_path, work, pre, calibration, evaluation, latency_sets, cpu.cores, log)
+    if target.name != "cpu":
+        log(f"latency is measured on this machine, not on {target.name}: the choice among accurate candidates "
+            "follows this CPU's speed")
+    result = run_auto(float_path, work, pre, calibration, evaluation, latency_sets, target.cpu.cores, log, refit=refit)
     log(f"chose {result.chosen.name} ({result.chosen.latency_ms:.2f} ms) in {result.seconds:.0f} s")
     return result
 
@@ -251,7 +277,7 @@ def _auto_attempts(result: Any) -> list[Attempt]:
 def _quantize_within_budget(
     recipe: QuantizeRecipe, float_path: Path, work: Path, calibration: list[Feeds] | None, batches: list[Feeds],
     reference: np.ndarray, float_logits: np.ndarray, float_accuracy: float | None, labels: list[int] | None,
-    max_drop: float, log: Log,
+    max_drop: float, log: Log, refit: HeadRefit | None = None, numerics: str = "host",
 ) -> list[Attempt]:
     """Try the recipe and its fallbacks in order until one meets the budget; the last attempt
     returned is the one kept.
@@ -267,8 +293,8 @@ def _quantize_within_budget(
         path = work / f"candidate-{len(attempts)}.onnx"
         if candidate.mode != "none":
             log(f"quantizing: {candidate.name}")
-        info = quantize_graph(float_path, path, candidate, work, calibration)
-        logits = float_logits if candidate.mode == "none" else onnx_logits(path, batches)
+        info = quantize_graph(float_path, path, candidate, work, calibration, refit)
+        logits = float_logits if candidate.mode == "none" else onnx_logits(path, batches, numerics)
         comparison = compare(reference, logits)
         acc = accuracy(logits, labels) if labels else None
         drop = None if acc is None or float_accuracy is None else round((float_accuracy - acc) * 100, 4)

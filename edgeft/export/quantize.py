@@ -17,6 +17,7 @@ import onnx
 from edgeft.errors import EdgeftError
 from edgeft.export.config import QuantizeRecipe
 from edgeft.export.inputs import Feeds
+from edgeft.export.refit import HeadRefit, head_node, refit_head
 
 COMPUTE_OPS = ("Conv", "MatMul", "Gemm", "Attention")
 
@@ -155,14 +156,19 @@ def _sensitive_nodes(named: Path, recipe: QuantizeRecipe, work: Path, calibratio
 
 def quantize_graph(
     src: str | Path, dst: str | Path, recipe: QuantizeRecipe, work: str | Path,
-    calibration: Iterable[Feeds] | None = None,
+    calibration: Iterable[Feeds] | None = None, refit: HeadRefit | None = None,
 ) -> dict[str, Any]:
-    """Apply ``recipe`` to the float graph ``src``; returns what the manifest records about it."""
+    """Apply ``recipe`` to the float graph ``src``; returns what the manifest records about it.
+    With ``refit`` (a frozen backbone), an INT8 recipe keeps the head in float and refits it on
+    the quantized backbone's features (``edgeft.export.refit``)."""
     src, dst, work = Path(src), Path(dst), Path(work)
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice at WARNING on the root logger
     named, model = _named(src, work)
     nodes = compute_nodes(model)
     exclude = [nodes[0], nodes[-1]] if recipe.exclude_first_last and len(nodes) >= 2 else []
+    head = head_node(model) if refit is not None and recipe.quantized else None
+    if head is not None and head.name not in exclude:
+        exclude.append(head.name)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
             info_extra = _apply(recipe, named, dst, work, calibration, exclude, model)
@@ -173,6 +179,11 @@ def quantize_graph(
     exclude, full_range = info_extra
     info: dict[str, Any] = {**recipe.to_dict(), "nodes_excluded": exclude,  # kept in float
                             "nodes_full_range": full_range}
+    if head is not None and refit is not None:
+        try:
+            info.update(refit_head(dst, dst, refit))
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise QuantizeFailed(f"{recipe.name}: the head refit failed: {type(exc).__name__}: {exc}") from exc
     if recipe.mode == "fp16":
         info.update(weight_type="float16", activation_type="float16", io_type="float32")
     elif recipe.mode == "dynamic":
@@ -191,7 +202,7 @@ def _apply(recipe: QuantizeRecipe, named: Path, dst: Path, work: Path, calibrati
         if recipe.repair == "full-range":
             full_range = worst
         else:
-            exclude = worst
+            exclude = [*exclude, *worst]
     if recipe.mode == "dynamic":
         _dynamic(named, dst, recipe, exclude)
     elif recipe.mode == "static":

@@ -43,20 +43,24 @@ def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
     return float(np.mean(logits.argmax(-1) == np.asarray(labels)))
 
 
-def session(path: str | Path, threads: int = 0):
+def session(path: str | Path, threads: int = 0, numerics: str = "host"):
+    """A CPU session; ``numerics="simulated"`` runs the graph as written (optimizations off), so a
+    QDQ graph computes what exact int8 kernels compute (``edgeft.export.targets``)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    if numerics == "simulated":
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def onnx_logits(path: str | Path, batches: Sequence[Feeds]) -> np.ndarray:
-    """Logits of the ONNX graph at ``path`` for each batch of feeds, concatenated."""
-    sess = session(path)
+def onnx_logits(path: str | Path, batches: Sequence[Feeds], numerics: str = "host", output: int = 0) -> np.ndarray:
+    """Output ``output`` (the logits) of the ONNX graph at ``path`` for each batch of feeds, concatenated."""
+    sess = session(path, numerics=numerics)
     names = {i.name for i in sess.get_inputs()}
-    return np.concatenate([sess.run(None, {k: v for k, v in b.items() if k in names})[0] for b in batches])
+    return np.concatenate([sess.run(None, {k: v for k, v in b.items() if k in names})[output] for b in batches])
 
 
 @torch.no_grad()

@@ -3,9 +3,13 @@
 When only the head trains on cached pooled features, a few hundred full-batch L-BFGS steps on
 standardized features reach the optimum that minibatch epochs approach slowly (measured in
 ``benchmarks/finetune_quality.py``). The objective is scikit-learn's ``LogisticRegression``:
-the summed cross-entropy plus ``||W||² / (2C)`` on standardized features (bias unpenalized).
-The standardization is folded back into the weights, so the head stays one ``nn.Linear`` on
-raw features and the exported graph is unchanged. The export's quantization-aware refit uses
+the summed cross-entropy plus ``||W||² / (2C)`` on standardized features (bias unpenalized),
+with one change: a feature is divided by its standard deviation but never by less than the
+median one. Pooled CNN features include near-constant channels (std 1e-5 where the median is
+0.02); plain standardization gave them weights of 2e4 that turn float rounding and INT8 noise
+into logit errors (0.008 against PyTorch in a float export), and the floor also generalized
+better (digits: 90.8% against 86.7%). The scaling is folded back into the weights, so the head
+stays one ``nn.Linear`` on raw features and the exported graph is unchanged. The export's quantization-aware refit uses
 this same function on the quantized backbone's features.
 """
 
@@ -70,7 +74,9 @@ def fit_linear_head(features: torch.Tensor, labels: torch.Tensor, num_classes: i
         raise UsageError("no training features to fit the head on")
     mean = x.mean(0)
     std = x.std(0, unbiased=False)
-    std = torch.where(std > 1e-12, std, torch.ones_like(std))  # constant features stay as they are
+    spread = std[std > 1e-12]
+    floor = float(spread.median()) if len(spread) else 1.0
+    std = torch.clamp(std, min=floor)  # a near-constant feature is never amplified beyond a typical one
     z = (x - mean) / std
     weight = torch.zeros(num_classes, z.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)

@@ -1,0 +1,86 @@
+"""The device class a bundle is made for, and what that decides for quantization.
+
+A target names the CPU profile whose kernels run the bundle (which recipes are exact there) and the
+numerics that judge a candidate's accuracy on this machine:
+
+- ``host``: this machine's own onnxruntime kernels (the target is this CPU);
+- ``simulated``: exact int8 arithmetic, reproduced here by running the QDQ graph with onnxruntime's
+  graph optimizations off (QuantizeLinear / DequantizeLinear as written, float compute between),
+  which is what ARM, VNNI and GPU kernels compute up to float rounding. Static (QDQ) recipes get
+  8-bit weights there; dynamic recipes keep 7-bit weights unless this machine computes them
+  exactly too, because their MatMulInteger kernels cannot be simulated here.
+
+The rules live here and nowhere else, one preset per target (as optimum's
+``AutoQuantizationConfig.arm64()/avx2()/avx512_vnni()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from edgeft.registry import Registry
+from edgeft.runtime.cpu import CpuInfo, cpu_info
+
+NUMERICS = ("host", "simulated")
+
+
+@dataclass(frozen=True)
+class QuantTarget:
+    """A device class: its CPU profile and the numerics that judge accuracy here."""
+
+    name: str
+    description: str
+    cpu: CpuInfo
+    numerics: str
+
+    def __post_init__(self) -> None:
+        if self.numerics not in NUMERICS:
+            raise ValueError(f"unknown numerics {self.numerics!r}")
+
+    @property
+    def simulated(self) -> bool:
+        return self.numerics == "simulated"
+
+    def reduce_range(self, mode: str, host: CpuInfo) -> bool:
+        """7-bit weights for ``mode``: where the target's u8s8 kernels saturate, and for dynamic
+        recipes where this machine could not judge 8-bit weights exactly."""
+        if mode not in ("dynamic", "static"):
+            return False
+        if self.cpu.u8s8_saturates:
+            return True
+        return mode == "dynamic" and self.simulated and host.u8s8_saturates
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "description": self.description, "numerics": self.numerics,
+                "cpu": self.cpu.to_dict()}
+
+
+def _exact_numerics(host: CpuInfo) -> str:
+    """An exact target's numerics here: this machine's kernels where they are exact too."""
+    return "simulated" if host.u8s8_saturates else "host"
+
+
+TARGETS: Registry[Callable[[CpuInfo], QuantTarget]] = Registry("target")
+
+
+@TARGETS.register("cpu")
+def _this_cpu(host: CpuInfo) -> QuantTarget:
+    return QuantTarget("cpu", f"this machine ({host.model})", host, "host")
+
+
+@TARGETS.register("arm64")
+def _arm64(host: CpuInfo) -> QuantTarget:
+    cpu = CpuInfo("aarch64", "generic ARMv8-A (onnxruntime's ARM kernels)", host.cores, ("dotprod",), "generic")
+    return QuantTarget("arm64", "ARM64 phones and boards: exact int8 arithmetic", cpu, _exact_numerics(host))
+
+
+@TARGETS.register("x86-vnni")
+def _x86_vnni(host: CpuInfo) -> QuantTarget:
+    cpu = CpuInfo("x86_64", "x86 with AVX-512 VNNI or AVX-VNNI", host.cores, ("avx2", "avx512", "avx512_vnni"), "generic")
+    return QuantTarget("x86-vnni", "x86 CPUs with VNNI: exact int8 arithmetic", cpu, _exact_numerics(host))
+
+
+def resolve_target(name: str, host: CpuInfo | None = None) -> QuantTarget:
+    """The target registered as ``name`` (an UnknownNameError lists the known ones)."""
+    return TARGETS.get(name)(host or cpu_info())
