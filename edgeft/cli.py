@@ -279,18 +279,28 @@ def predict(bundle: str, inputs: tuple[str, ...], text_file: str | None, top_k: 
 def verify(bundle: str, providers: tuple[str, ...], threads: int, as_json: bool) -> None:
     """Run BUNDLE's golden vectors on this machine and compare with the outputs stored at export.
 
-    Exits 1 when the difference is beyond the manifest's tolerance or a top-1 differs. Run it on
-    the target device before shipping.
+    Exits 1 when the difference is beyond the manifest's tolerance or a top-1 differs, and when
+    this machine's kernels cannot compute what the bundle's target computes (it then says so, and
+    checks the file with the target's numerics simulated). Run it on the target device before shipping.
     """
     from edgeft.runtime import EdgeModel
 
-    check = EdgeModel.load(bundle, providers=providers or None, threads=threads).check_golden()
+    model = EdgeModel.load(bundle, providers=providers or None, threads=threads)
+    check = model.check_golden()
+    mismatch = model.kernel_mismatch()
+    simulated = (EdgeModel.load(bundle, providers=providers or None, threads=threads, optimization="none").check_golden()
+                 if mismatch else None)
     if as_json:
-        _print_json(check.to_dict())
+        _print_json({**check.to_dict(), "kernel_mismatch": mismatch,
+                     "simulated_target": simulated.to_dict() if simulated else None})
     else:
         click.echo(f"{'ok' if check.ok else 'MISMATCH'}: {check.count} golden samples on {check.provider}, max abs diff "
                    f"{check.max_abs_diff:.3g} (tolerance {check.atol:.3g}), top-1 agreement {check.top1_agreement:.0%}")
-    if not check.ok:
+        if mismatch and simulated:
+            click.echo(f"{mismatch}: max diff {check.max_abs_diff:.3g} against the target's outputs; with the target's "
+                       f"exact int8 simulated here (QDQ unfused) the bundle is {'intact' if simulated.ok else 'NOT intact'} "
+                       f"(max diff {simulated.max_abs_diff:.3g}). Verify on the target itself.")
+    if not check.ok or mismatch:
         sys.exit(1)
 
 

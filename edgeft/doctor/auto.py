@@ -94,6 +94,7 @@ class AutoResult:
     evaluation: Evaluation
     repair: dict[str, Any] | None
     seconds: float
+    cautions: list[str] = field(default_factory=list)  # what the figures rest on too little of
 
 
 class _Builder:

@@ -13,14 +13,19 @@ from edgeft.doctor.auto import AutoResult
 def report_dict(result: AutoResult) -> dict[str, Any]:
     return {"schema": "edgeft.doctor/1", "seconds": round(result.seconds, 1), "budget": result.evaluation.budget(),
             "preflight": result.preflight.to_dict(), "candidates": [c.to_dict() for c in result.candidates],
-            "chosen": result.chosen.name, "repair": result.repair}
+            "chosen": result.chosen.name, "repair": result.repair, "numerics": result.evaluation.numerics,
+            "warnings": result.cautions}
 
 
 def markdown(result: AutoResult) -> str:
     labelled = result.evaluation.labels is not None
     lines = [f"# Quantization doctor: chose **{result.chosen.name}**", "",
-             f"Budget: {result.evaluation.budget()}. Latency: batch 1 on held-out samples, p50, this machine. "
-             f"Took {result.seconds:.0f} s.", "", "## Preflight", ""]
+             f"Budget: {result.evaluation.budget()}. Accuracy judged with {result.evaluation.numerics} numerics "
+             "(host: this machine's kernels; simulated: exact int8, the QDQ graph run unfused). Latency: batch 1 on "
+             f"held-out samples, p50, this machine. Took {result.seconds:.0f} s.", ""]
+    if result.cautions:
+        lines += ["## Warnings", "", *[f"- {line}" for line in result.cautions], ""]
+    lines += ["## Preflight", ""]
     lines += [f"- {f}" for f in result.preflight.findings]
     skipped = [v for v in result.preflight.verdicts if v.status == "skip"]
     lines += [f"- not built: {v.recipe.name}: {v.why}" for v in skipped]

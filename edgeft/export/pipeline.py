@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +33,7 @@ from edgeft.runtime.cpu import cpu_info
 Log = Callable[[str], None]
 BATCH = 8
 REFIT_SAMPLES = 1024  # training samples the head refit sees at most
+MIN_SAMPLES = 32  # fewer calibration or unlabelled judging samples than this get a warning
 _DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16", "tensor(int32)": "int32"}
 
 
@@ -161,6 +163,7 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
                          "pass --calibration-data PATH")
     maker = InputMaker(source.model.preprocessing, source.tokenizer_json)
     held_out = _held_out(source, calibration, config.eval_samples)
+    cautions = _too_few_samples(recipe.mode == "static" or config.auto, calibration, held_out)
     batches = list(maker.batches(held_out.items, BATCH))
     model = source.model
     with tempfile.TemporaryDirectory(prefix="edgeft-export-") as tmp:
@@ -212,7 +215,7 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
                                              "repair": auto.repair}} if auto else {}),
                               "budget": "validation accuracy drop" if float_accuracy is not None
                               else "top-1 disagreement with PyTorch (no labels)",
-                              "cpu": cpu.to_dict(), "target": target.to_dict()},
+                              "cpu": cpu.to_dict(), "target": target.to_dict(), "warnings": cautions},
                 verification={
                     "held_out": held_out.origin, "samples": len(held_out.items), "tolerance": FLOAT_TOLERANCE,
                     "float_vs_torch": parity.to_dict(), "exported_vs_torch": chosen.comparison.to_dict(),
@@ -231,9 +234,24 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
             if auto is not None:
                 from edgeft.doctor.report import write_doctor_report
 
+                auto.cautions = cautions
                 write_doctor_report(auto, folder)
             size = (folder / MODEL).stat().st_size
     return ExportResult(Path(config.output), manifest, float_size, size, time.perf_counter() - start, attempts)
+
+
+def _too_few_samples(calibrated: bool, calibration: list[str] | None, held_out: _HeldOut) -> list[str]:
+    """Warnings (on stderr, and kept in the manifest) when the figures rest on too few samples."""
+    cautions = []
+    if calibrated and calibration and len(calibration) < MIN_SAMPLES:
+        cautions.append(f"static INT8 is calibrated on {len(calibration)} samples; activation ranges need at least "
+                        f"{MIN_SAMPLES} (pass more with --calibration-data)")
+    if held_out.labels is None and len(held_out.items) < MIN_SAMPLES:
+        cautions.append(f"INT8 is judged by top-1 agreement on {len(held_out.items)} unlabelled samples, where one sample "
+                        f"is {100 / len(held_out.items):.0f} points: the figure is noise below {MIN_SAMPLES} samples")
+    for line in cautions:
+        warnings.warn(line, stacklevel=2)
+    return cautions
 
 
 def _head_refit(source: ExportSource, maker: InputMaker, target: QuantTarget, log: Log) -> HeadRefit | None:

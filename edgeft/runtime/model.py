@@ -10,6 +10,7 @@ import numpy as np
 
 from edgeft.errors import UsageError
 from edgeft.manifest import Manifest, ManifestError, read_manifest, sha256_file
+from edgeft.runtime.cpu import CpuInfo, cpu_info
 from edgeft.runtime.preprocess import (
     ImagePreprocessing,
     TextPreprocessing,
@@ -221,6 +222,22 @@ class EdgeModel:
                 top = [(labels[i], float(p[i])) for i in order]
                 out.append(Prediction(top[0][0], top[0][1], top, row.tolist() if return_logits else None))
         return out
+
+    def kernel_mismatch(self) -> str | None:
+        """Why this machine's kernels cannot reproduce the outputs of the target the bundle was made
+        for (an INT8 bundle with 8-bit weights for an exact-arithmetic target, run on an x86 CPU
+        whose u8s8 kernels saturate), or None when they can."""
+        q = self.manifest.quantization
+        target = q.get("target") or {}
+        profile = target.get("cpu") or {}
+        if q.get("mode") not in ("static", "dynamic") or q.get("reduce_range", True) or not profile:
+            return None
+        target_cpu = CpuInfo(profile.get("arch", ""), profile.get("model", ""), 1, tuple(profile.get("features", ())))
+        host = cpu_info()
+        if target_cpu.u8s8_saturates or not host.u8s8_saturates:
+            return None
+        return (f"made for {target.get('name', 'another target')} (exact int8 arithmetic, 8-bit weights); this "
+                f"{host.arch} CPU without VNNI saturates u8s8, so its kernels differ from the target's")
 
     def check_golden(self) -> GoldenCheck:
         """Run the bundle's golden inputs here and compare with the outputs stored at export."""

@@ -259,3 +259,13 @@ def test_without_labels_the_most_agreeing_recipe_is_kept_with_a_warning(text_run
     assert len(attempts) == len(chain) and attempts[-1].accepted
     assert attempts[-1].recipe == chain[1] and attempts[-1].comparison.top1_agreement == 0.97
     assert any(line.startswith("warning: no recipe agreed with PyTorch") and chain[1].name in line for line in lines)
+
+
+def test_too_few_calibration_samples_are_said(image_run, tmp_path):
+    result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / "b"), "-q", "static",
+                                       "--calibration-samples", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "Warning: static INT8 is calibrated on 8 samples; activation ranges need at least 32" in result.stderr
+    warnings_ = read_json(tmp_path / "b" / "edgeft.json")["quantization"]["warnings"]
+    assert warnings_ == ["static INT8 is calibrated on 8 samples; activation ranges need at least 32 (pass more with "
+                         "--calibration-data)"]

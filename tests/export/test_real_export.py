@@ -90,6 +90,8 @@ def test_auto_on_imagenet_lite0_never_keeps_the_saturating_recipe(photo, calibra
                                        "--calibration-data", str(calibration)])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "auto" / "doctor.json").read_text())
+    assert "the figure is noise below 32 samples" in result.output  # 10 unlabelled views judge it: said so
+    assert "the figure is noise" in report["warnings"][-1] and "## Warnings" in (tmp_path / "auto" / "doctor.md").read_text()
     chosen = next(c for c in report["candidates"] if c["chosen"])
     assert chosen["status"] == "try"
     default = next(c for c in report["candidates"] if c["recipe"] == "static u8s8 per-channel minmax")

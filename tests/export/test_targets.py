@@ -131,3 +131,22 @@ def test_simulated_numerics_agree_with_the_emulated_arm64_target(image_run, tmp_
     # here 0.066 on logits up to 5.9 (1.1% of the scale); the bundle's own tolerance is 5%
     scale = max(1.0, float(np.abs(np.load(tmp_path / "arm" / "golden.npz")["logits"]).max()))
     assert golden["max_abs_diff"] <= 0.03 * scale, json.dumps(golden)
+
+
+def test_verify_says_when_this_cpu_cannot_compute_as_the_target(image_run, tmp_path, monkeypatch, avx2_host):
+    result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / "arm"), "-q", "static",
+                                       "--target", "arm64", "--per-channel"])
+    assert result.exit_code == 0, result.output
+    import edgeft.runtime.model as runtime_model
+
+    monkeypatch.setattr(runtime_model, "cpu_info", lambda: avx2_host)  # verify on an x86 CPU without VNNI
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "arm")])
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("made for arm64 (exact int8 arithmetic, 8-bit weights); this x86_64 CPU without VNNI "
+                           "saturates u8s8") and "the bundle is intact" in line, result.output
+    out = json.loads(CliRunner().invoke(main, ["verify", str(tmp_path / "arm"), "--json"]).stdout)
+    assert out["kernel_mismatch"] and out["simulated_target"]["ok"]
+    monkeypatch.setattr(runtime_model, "cpu_info", lambda: ARM)  # on the target's kind of CPU: nothing to say
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "arm"), "--json"])
+    assert json.loads(result.stdout)["kernel_mismatch"] is None
