@@ -205,9 +205,10 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
               help="The device class the bundle is made for: cpu (this machine), arm64 (phones and boards) or "
                    "x86-vnni. It decides the INT8 recipes (8-bit weights where kernels are exact), the numerics "
                    "that judge accuracy (exact int8 simulated here when this CPU differs) and the golden vectors.")
-@click.option("--head-refit/--no-head-refit", default=True, show_default=True,
-              help="For a run whose backbone was frozen: INT8 keeps the head in float and refits it on the "
-                   "quantized backbone's own features of the training split.")
+@click.option("--head-refit", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="For a run whose backbone was frozen: the head kept in float and refitted on the quantized "
+                   "backbone's own features of the training split. auto: tried where the trained head misses "
+                   "--max-accuracy-drop; always: every INT8 recipe; never.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def export(source: str, output: str, as_json: bool, **options: Any) -> None:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from edgeft.export.targets import QuantTarget
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+HEAD_REFIT = ("auto", "always", "never")
 REPAIR_STEPS = (1, 2, 4, 8)
 
 
@@ -34,6 +35,7 @@ class QuantizeRecipe:
     repair: str = "float"  # "float": kept in float; "full-range": 8-bit weights although reduce_range is on
     weight_type: str = "int8"
     activation_type: str = "uint8"
+    head_refit: bool = False  # the head kept in float and refitted on the quantized features (frozen runs)
 
     def __post_init__(self) -> None:
         if self.mode not in QUANTIZATION_MODES:
@@ -52,13 +54,18 @@ class QuantizeRecipe:
     def quantized(self) -> bool:
         return self.mode in ("dynamic", "static")
 
-    def fallbacks(self) -> list["QuantizeRecipe"]:
+    def fallbacks(self, refit: str = "never") -> list["QuantizeRecipe"]:
         """This recipe, then the ones tried when it misses the accuracy budget: per-channel
         weights; first and last layers kept in float; for static, the 1, 2, 4, 8 nodes that lose
         the most precision given full-range 8-bit weights (where reduce_range is on), then kept in
-        float (sensitivity repair); then dynamic quantization."""
+        float (sensitivity repair); then dynamic quantization. With ``refit="auto"`` (a frozen
+        backbone) each recipe is followed by its twin with the head refitted: the refit is used
+        where the trained head misses the budget, measured, not assumed; ``"always"``: only twins."""
         if not self.quantized:
             return [self]
+        if refit != "never":
+            twins = {"auto": (False, True), "always": (True,)}[refit]
+            return [replace(plain, head_refit=t) for plain in self.fallbacks() for t in twins]
         chain = [self]
         if not self.per_channel:
             chain.append(replace(self, per_channel=True))
@@ -86,6 +93,8 @@ class QuantizeRecipe:
             parts.append("first/last float")
         if self.repair_nodes:
             parts.append(f"{self.repair_nodes} sensitive node{'s' if self.repair_nodes > 1 else ''} {self.repair}")
+        if self.head_refit:
+            parts.append("head refit")
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +118,7 @@ class ExportConfig:
     force: bool = False
     seed: int = 0
     target: str = "cpu"  # the device class the bundle is made for (edgeft.export.targets)
-    head_refit: bool = True  # refit a frozen backbone's head on its quantized features (edgeft.export.refit)
+    head_refit: str = "auto"  # a frozen backbone's head refitted on its quantized features: auto | always | never
 
     def __post_init__(self) -> None:
         # validates both (auto: the doctor picks among measured candidates)
@@ -122,6 +131,7 @@ class ExportConfig:
             (self.max_accuracy_drop >= 0, "--max-accuracy-drop must be 0 or more (points)"),
             (self.opset is None or 14 <= self.opset <= 23, "--opset must be between 14 and 23"),
             (self.eval_samples >= 1, "--eval-samples must be at least 1"),
+            (self.head_refit in HEAD_REFIT, f"--head-refit must be one of {', '.join(HEAD_REFIT)}"),
         ]
         for ok, message in checks:
             if not ok:

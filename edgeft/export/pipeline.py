@@ -32,7 +32,7 @@ from edgeft.runtime.cpu import cpu_info
 
 Log = Callable[[str], None]
 BATCH = 8
-REFIT_SAMPLES = 1024  # training samples the head refit sees at most
+REFIT_SAMPLES = 512  # training samples the head refit sees at most (their feeds stay in memory)
 MIN_SAMPLES = 32  # fewer calibration or unlabelled judging samples than this get a warning
 _DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16", "tensor(int32)": "int32"}
 
@@ -184,8 +184,8 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
         same_shape = config.auto or recipe.calibration_method != "minmax"  # entropy/percentile stack activations
         calibration_batches = (list(maker.batches(calibration, BATCH, same_shape)) if calibration and wants_calibration
                                else None)
-        refit = (_head_refit(source, maker, target, log)
-                 if config.head_refit and (recipe.quantized or config.auto) else None)
+        refit = (_head_refit(source, float_path, maker, target, config.head_refit == "always", log)
+                 if config.head_refit != "never" and (recipe.quantized or config.auto) else None)
         auto = None
         if config.auto:
             auto = _auto(float_path, work, target, source.modality, calibration_batches, batches, reference,
@@ -254,16 +254,23 @@ def _too_few_samples(calibrated: bool, calibration: list[str] | None, held_out: 
     return cautions
 
 
-def _head_refit(source: ExportSource, maker: InputMaker, target: QuantTarget, log: Log) -> HeadRefit | None:
-    """A refit of the head on the quantized backbone's features, for a run whose backbone was
-    frozen (only the head trained) and whose training split is readable here."""
+def _head_refit(source: ExportSource, float_path: Path, maker: InputMaker, target: QuantTarget, always: bool,
+                log: Log) -> HeadRefit | None:
+    """The data of a head refit, for a run whose backbone was frozen (only the head trained), whose
+    training split is readable here and whose graph ends in a head the refit handles."""
+    import onnx
+
+    from edgeft.export.refit import head_node
+
     freeze = source.description.get("run_config", {}).get("freeze", {})
     if source.train is None or not len(source.train) or not freeze or freeze.get("frozen_groups") != freeze.get("groups"):
         return None
+    if head_node(onnx.load(str(float_path))) is None:
+        return None
     items, labels = list(source.train.items[:REFIT_SAMPLES]), list(source.train.labels[:REFIT_SAMPLES])
-    log(f"head refit: INT8 candidates keep the head in float and refit it on their own features of {len(items)} "
-        f"training samples ({target.numerics} numerics)")
-    return HeadRefit(list(maker.batches(items, BATCH)), labels, target.numerics)
+    log(f"head refit: {'every INT8 recipe' if always else 'an INT8 recipe that misses the budget is tried again'} "
+        f"with the head refitted on its own features of {len(items)} training samples ({target.numerics} numerics)")
+    return HeadRefit(list(maker.batches(items, BATCH)), labels, target.numerics, always)
 
 
 def _auto(float_path: Path, work: Path, target: QuantTarget, modality: str, calibration: list[Feeds] | None,
@@ -306,7 +313,7 @@ def _quantize_within_budget(
     wrong), whereas a measured drop beyond the budget stops the export.
     """
     attempts: list[Attempt] = []
-    for candidate in recipe.fallbacks():
+    for candidate in recipe.fallbacks("never" if refit is None else "always" if refit.always else "auto"):
         began = time.perf_counter()
         path = work / f"candidate-{len(attempts)}.onnx"
         if candidate.mode != "none":

@@ -159,14 +159,14 @@ def quantize_graph(
     calibration: Iterable[Feeds] | None = None, refit: HeadRefit | None = None,
 ) -> dict[str, Any]:
     """Apply ``recipe`` to the float graph ``src``; returns what the manifest records about it.
-    With ``refit`` (a frozen backbone), an INT8 recipe keeps the head in float and refits it on
-    the quantized backbone's features (``edgeft.export.refit``)."""
+    A recipe with ``head_refit`` keeps the head in float and refits it on the quantized backbone's
+    features with ``refit``'s data (``edgeft.export.refit``)."""
     src, dst, work = Path(src), Path(dst), Path(work)
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice at WARNING on the root logger
     named, model = _named(src, work)
     nodes = compute_nodes(model)
     exclude = [nodes[0], nodes[-1]] if recipe.exclude_first_last and len(nodes) >= 2 else []
-    head = head_node(model) if refit is not None and recipe.quantized else None
+    head = head_node(model) if refit is not None and recipe.head_refit and recipe.quantized else None
     if head is not None and head.name not in exclude:
         exclude.append(head.name)
     try:

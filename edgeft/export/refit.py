@@ -27,6 +27,7 @@ class HeadRefit:
     batches: Sequence[Feeds]
     labels: Sequence[int]
     numerics: str = "host"
+    always: bool = False  # every INT8 recipe refits (else only one whose trained head misses the budget)
 
     def digest_parts(self) -> tuple[str, ...]:
         return ("refit", self.numerics, ",".join(map(str, self.labels)))

@@ -78,13 +78,21 @@ def _head(path):
     return gemm.op_type, inits.get(gemm.input[1])
 
 
-def test_a_frozen_runs_head_is_refitted_on_its_quantized_features(image_run, tmp_path):
-    for name, flag in (("refit", "--head-refit"), ("plain", "--no-head-refit")):
-        result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / name), "-q", "static", flag])
+def test_a_frozen_runs_head_is_refitted_when_the_trained_head_misses_the_budget(image_run, tmp_path, monkeypatch):
+    from edgeft.export import pipeline
+
+    for name, flag in (("refit", "auto"), ("plain", "never")):
+        scores = iter([1.0, 0.5, 1.0, 1.0])  # float; the first recipe misses; the next one holds
+        monkeypatch.setattr(pipeline, "accuracy", lambda logits, labels: next(scores))
+        result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / name), "-q", "static",
+                                           "--head-refit", flag])
         assert result.exit_code == 0, result.output
     refit_q = read_json(tmp_path / "refit" / "edgeft.json")["quantization"]
     plain_q = read_json(tmp_path / "plain" / "edgeft.json")["quantization"]
-    assert refit_q["head_refit"] and refit_q["head_refit_samples"] == 18 and not plain_q.get("head_refit")
+    assert [a["recipe"] for a in refit_q["attempts"]] == ["static u8s8 per-tensor reduce-range minmax",
+                                                         "static u8s8 per-tensor reduce-range minmax head refit"]
+    assert refit_q["head_refit"] and refit_q["head_refit_samples"] == 18 and refit_q["name"].endswith("head refit")
+    assert not plain_q["head_refit"] and plain_q["name"] == "static u8s8 per-channel reduce-range minmax"
     op, refitted = _head(tmp_path / "refit" / "model.onnx")
     assert op == "Gemm" and refitted is not None and refitted.dtype == np.float32  # the head stays in float
     from safetensors.numpy import load_file
