@@ -1,0 +1,63 @@
+"""Break one feature at a time, run the tests that guard it, expect them to fail, restore the file.
+
+    .venv/bin/python scripts/break_features.py [NAME ...]   (all by default; a few minutes)
+
+Each row: a name, a source file, the text replaced, its replacement, and the test id. A row
+that stays green names a test that cannot fail for that feature. Files are restored even when
+interrupted between rows; do not edit them while it runs."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+M = [
+ ("resume", "edgeft/finetune/trainer.py", "            trainer.restore()\n", "            pass\n", "tests/finetune/test_trainer.py::test_resume_continues_an_interrupted_run"),
+ ("fp16", "edgeft/export/quantize.py", "    model.convert_float_to_float16(keep_io_types=True)\n", "    pass\n", "tests/export/test_export.py::test_each_quantization_mode_gives_a_verified_bundle[fp16]"),
+ ("static no-op", "edgeft/export/quantize.py", "    batches = list(calibration)\n    quantize_static(", "    batches = list(calibration)\n    import shutil; shutil.copyfile(prepared, dst); return\n    quantize_static(", "tests/export/test_export.py::test_static_image_export_records_its_calibration"),
+ ("bf16", "edgeft/finetune/device.py", "        return torch.autocast(device_type=self.device_type, dtype=dtype)\n", "        return contextlib.nullcontext()\n", "tests/finetune/test_device.py::test_bf16_autocast_trains_on_cpu"),
+ ("head fit", "edgeft/finetune/trainer.py", '        self.head_fit = self.step.mode == "pooled" and config.epochs == "auto"\n', "        self.head_fit = False\n", "tests/finetune/test_trainer.py::test_default_head_fit_reaches_the_optimum_of_its_objective"),
+ ("golden verdict", "edgeft/bench/report.py", '        verdict = "agrees" if g["within_tolerance"] and g["top1_agreement"] == 1.0 else "DISAGREES"\n', '        verdict = "agrees"\n', "tests/bench/test_bench.py::test_golden_lines_say_plainly_when_a_target_disagrees"),
+ ("zip unsafe", "edgeft/runtime/model.py", "            if name.startswith((\"/\", \"\\\\\")) or \":\" in name or \"..\" in parts or stat.S_ISLNK(info.external_attr >> 16):", "            if \"..\" in parts:", "tests/export/test_package.py::test_zip_with_unsafe_entries_is_refused"),
+ ("compare ratio", "edgeft/bench/compare.py", '"ratio": r["latency_ms"]["p50"] / other["latency_ms"]["p50"]', '"ratio": 1.0', "tests/bench/test_bench.py::test_compare_same_machine_and_a_different_one"),
+ ("doctor cache", "edgeft/doctor/auto.py", "        hit = self.cache.get(key)\n", "        hit = None\n", "tests/doctor/test_doctor.py::test_export_auto_chooses_measures_reports_and_caches"),
+ ("bisection", "edgeft/doctor/auto.py", "    while fit - miss > 1:\n", "    while False:\n", "tests/doctor/test_doctor.py::test_sensitivity_repair_bisects_between_the_doubling_probes"),
+ ("val-data", "edgeft/data/loading.py", "    if val_path is not None:\n        val_path = Path(val_path)", "    val_path = None\n    if val_path is not None:\n        val_path = Path(val_path)", "tests/finetune/test_trainer.py::test_val_data_is_the_validation_set"),
+ ("augment cache", "edgeft/finetune/trainer.py", "        if self.config.augment:\n", "        if False:\n", "tests/finetune/test_cache.py::test_augment_turns_the_cache_off"),
+ ("float parity", "edgeft/export/verify.py", "    if not result.max_abs_diff <= tolerance or result.top1_agreement < 1.0:\n", "    if False:\n", "tests/export/test_export.py::test_a_float_export_that_differs_from_pytorch_fails_and_writes_nothing"),
+ ("no-labels best", "edgeft/export/pipeline.py", "    best = max(range(len(attempts)), key=lambda i: (attempts[i].comparison.top1_agreement, -attempts[i].comparison.max_abs_diff))\n", "    best = 0\n", "tests/export/test_export.py::test_without_labels_the_most_agreeing_recipe_is_kept_with_a_warning"),
+ ("package golden", "edgeft/export/package.py", "        if not check.ok:\n", "        if False:\n", "tests/export/test_package.py::test_a_package_that_fails_its_golden_check_is_not_kept"),
+ ("manifest io", "edgeft/runtime/model.py", "        if graph != declared:\n", "        if False:\n", "tests/runtime/test_model.py::test_broken_bundles_are_refused_with_one_line"),
+ ("min-time", "edgeft/bench/runner.py", "        elif (total >= (min_time or 0.0) and len(times) >= 3) or len(times) >= MAX_RUNS:", "        elif len(times) >= 3 or len(times) >= MAX_RUNS:", "tests/bench/test_bench.py::test_min_time_times_each_point_for_at_least_that_long"),
+ ("doctor target", "edgeft/doctor/target.py", '    if target == "cpu":\n', '    if True:\n', "tests/bench/test_remote.py::test_doctor_reads_the_emulated_target_for_a_bundle"),
+ ("cli partial write", "edgeft/cli.py", "                write_report(exc.report, Path(output), plots=not no_plots)\n", "                pass\n", "tests/bench/test_remote.py::test_the_cli_writes_the_results_measured_before_a_lost_connection"),
+ ("json option", "edgeft/cli.py", '@click.option("--json", "as_json", is_flag=True, help="Print the rows and warnings as JSON on stdout.")\ndef bench_compare(a: str, b: str, as_json: bool)', 'def bench_compare(a: str, b: str, as_json: bool = False)', "tests/test_cli.py"),
+ ("entropy batches", "edgeft/export/inputs.py", "        if same_shape and len(items) % batch_size:\n            batch_size = 1\n", "", "tests/doctor/test_doctor.py::test_export_auto_chooses_measures_reports_and_caches"),
+]
+M += [
+ ("refit", "edgeft/export/quantize.py", "    head = head_node(model) if refit is not None and recipe.head_refit and recipe.quantized else None\n", "    head = None\n", "tests/export/test_targets.py::test_a_frozen_runs_head_is_refitted_when_the_trained_head_misses_the_budget"),
+ ("simulation", "edgeft/export/verify.py", '    if numerics == "simulated":\n', '    if False:\n', "tests/export/test_targets.py::test_arm64_bundle_is_judged_and_golden_with_simulated_exact_int8"),
+ ("target choice", "edgeft/export/config.py", "reduce_range=target.reduce_range(mode, host)", "reduce_range=int8 and host.u8s8_saturates", "tests/export/test_targets.py::test_arm64_bundle_is_judged_and_golden_with_simulated_exact_int8"),
+ ("head floor", "edgeft/finetune/head_fit.py", "    std = torch.clamp(std, min=floor)", "    std = torch.where(std > 1e-12, std, torch.ones_like(std))", "tests/finetune/test_trainer.py::test_default_head_fit_reaches_the_optimum_of_its_objective"),
+]
+only = sys.argv[1:]
+results = []
+for name, path, old, new, test in M:
+    if only and name not in only:
+        continue
+    f = ROOT / path
+    text = f.read_text()
+    if text.count(old) != 1:
+        results.append((name, f"PATCH NOT FOUND ({text.count(old)})"))
+        continue
+    f.write_text(text.replace(old, new))
+    try:
+        r = subprocess.run([str(ROOT / ".venv/bin/python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test],
+                           cwd=ROOT, capture_output=True, text=True, timeout=900)
+        last = [l for l in r.stdout.splitlines() if l.strip()][-1]
+        results.append((name, ("RED (good)" if r.returncode != 0 else "STILL GREEN (bad)") + f": {last}"))
+    finally:
+        f.write_text(text)
+    print(results[-1], flush=True)
+print("\n".join(f"{n}: {r}" for n, r in results))
+sys.exit(1 if any(not r.startswith("RED") for _, r in results) else 0)
