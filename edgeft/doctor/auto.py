@@ -212,12 +212,12 @@ def run_auto(float_path: Path, work: Path, pre: Preflight, calibration: list[Fee
     builder = _Builder(float_path, work, calibration, evaluation, cache or Cache(), log, refit)
     candidates = []
     for verdict in pre.candidates:
-        recipe = replace(verdict.recipe, head_refit=True) if refit and refit.always and verdict.recipe.quantized \
+        recipe = replace(verdict.recipe, head_refit=True) if refit and refit.always and verdict.recipe.refittable \
             else verdict.recipe
         c = builder.build(Candidate(recipe, verdict.status, verdict.why))
         log(f"candidate {c.name}: " + (f"not built ({c.error})" if c.error else _describe(c) + (" [cached]" if c.cached else "")))
         candidates.append(c)
-        if refit is not None and c.error is None and not c.accepted and c.recipe.quantized and not c.recipe.head_refit:
+        if refit is not None and c.error is None and not c.accepted and c.recipe.refittable and not c.recipe.head_refit:
             twin = builder.build(Candidate(replace(c.recipe, head_refit=True), verdict.status,
                                            f"{verdict.why}; the head refitted on its quantized features"))
             log(f"candidate {twin.name}: " + (f"not built ({twin.error})" if twin.error else _describe(twin)))

@@ -35,7 +35,7 @@ class QuantizeRecipe:
     repair: str = "float"  # "float": kept in float; "full-range": 8-bit weights although reduce_range is on
     weight_type: str = "int8"
     activation_type: str = "uint8"
-    head_refit: bool = False  # the head kept in float and refitted on the quantized features (frozen runs)
+    head_refit: bool = False  # the head kept in float and refitted on the quantized features (frozen runs, static)
 
     def __post_init__(self) -> None:
         if self.mode not in QUANTIZATION_MODES:
@@ -54,6 +54,12 @@ class QuantizeRecipe:
     def quantized(self) -> bool:
         return self.mode in ("dynamic", "static")
 
+    @property
+    def refittable(self) -> bool:
+        """Static (QDQ) recipes can keep the head in float for a refit; onnxruntime's dynamic
+        quantizer rewrites a Gemm head to MatMulInteger + Add whatever it is told to exclude."""
+        return self.mode == "static"
+
     def fallbacks(self, refit: str = "never") -> list["QuantizeRecipe"]:
         """This recipe, then the ones tried when it misses the accuracy budget: per-channel
         weights; first and last layers kept in float; for static, the 1, 2, 4, 8 nodes that lose
@@ -65,7 +71,8 @@ class QuantizeRecipe:
             return [self]
         if refit != "never":
             twins = {"auto": (False, True), "always": (True,)}[refit]
-            return [replace(plain, head_refit=t) for plain in self.fallbacks() for t in twins]
+            return [replace(plain, head_refit=t) for plain in self.fallbacks()
+                    for t in (twins if plain.refittable else (False,))]
         chain = [self]
         if not self.per_channel:
             chain.append(replace(self, per_channel=True))

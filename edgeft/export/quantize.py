@@ -166,7 +166,7 @@ def quantize_graph(
     named, model = _named(src, work)
     nodes = compute_nodes(model)
     exclude = [nodes[0], nodes[-1]] if recipe.exclude_first_last and len(nodes) >= 2 else []
-    head = head_node(model) if refit is not None and recipe.head_refit and recipe.quantized else None
+    head = head_node(model) if refit is not None and recipe.head_refit and recipe.refittable else None
     if head is not None and head.name not in exclude:
         exclude.append(head.name)
     try:

@@ -93,14 +93,9 @@ def test_static_image_export_records_its_calibration(image_run, tmp_path):
 
 
 def test_fallback_chain_keeps_the_first_recipe_within_budget(text_run, tmp_path, monkeypatch):
-    scores = iter([1.0, 0.5, 1.0, 1.0, 0.5, 1.0])  # float, the first recipe drops 50 points, the next one holds
+    scores = iter([1.0, 0.5, 1.0])  # float, then the first recipe drops 50 points, then the next one holds
     monkeypatch.setattr(pipeline, "accuracy", lambda logits, labels: next(scores))
     result = export_bundle(ExportConfig(source=str(text_run), output=str(tmp_path / "b"), quantize="dynamic"))
-    attempts = result.manifest.quantization["attempts"]
-    assert [a["accepted"] for a in attempts] == [False, True]
-    assert attempts[1]["recipe"] == attempts[0]["recipe"] + " head refit"  # the frozen run's head, refitted
-    result = export_bundle(ExportConfig(source=str(text_run), output=str(tmp_path / "c"), quantize="dynamic",
-                                        head_refit="never"))
     attempts = result.manifest.quantization["attempts"]
     assert [a["accepted"] for a in attempts] == [False, True]
     assert "per-channel" in attempts[1]["recipe"] and result.manifest.quantization["per_channel"]
