@@ -40,6 +40,9 @@ M += [
  ("target choice", "edgeft/export/config.py", "reduce_range=target.reduce_range(mode, host)", "reduce_range=int8 and host.u8s8_saturates", "tests/export/test_targets.py::test_arm64_bundle_is_judged_and_golden_with_simulated_exact_int8"),
  ("head floor", "edgeft/finetune/head_fit.py", "    std = torch.clamp(std, min=floor)", "    std = torch.where(std > 1e-12, std, torch.ones_like(std))", "tests/finetune/test_trainer.py::test_default_head_fit_reaches_the_optimum_of_its_objective"),
 ]
+M += [
+ ("doctor dynamic rule", "edgeft/doctor/preflight.py", "    drr = rr if dynamic_rr is None else dynamic_rr\n", "    drr = rr\n", "tests/export/test_targets.py::test_the_doctor_takes_the_targets_rule_for_dynamic_weights"),
+]
 only = sys.argv[1:]
 results = []
 for name, path, old, new, test in M:

@@ -55,10 +55,11 @@ def _static(cpu: CpuInfo, per_channel: bool, reduce_range: bool, method: str = "
                           weight_type=weights, activation_type=activations)
 
 
-def _verdicts(cpu: CpuInfo, modality: str, ops: dict[str, int]) -> list[Verdict]:
+def _verdicts(cpu: CpuInfo, modality: str, ops: dict[str, int], dynamic_rr: bool | None) -> list[Verdict]:
     x86 = cpu.arch in ("x86_64", "amd64")
     saturates = cpu.u8s8_saturates
     rr = saturates  # 7-bit weights where 8-bit ones would saturate
+    drr = rr if dynamic_rr is None else dynamic_rr
     out = [Verdict(QuantizeRecipe(mode="none"), TRY, "the float graph: the reference every candidate is measured against")]
     fp16_fast = not x86 or "avx512_fp16" in cpu.features
     out.append(Verdict(QuantizeRecipe(mode="fp16"), TRY if fp16_fast else SKIP,
@@ -66,11 +67,11 @@ def _verdicts(cpu: CpuInfo, modality: str, ops: dict[str, int]) -> list[Verdict]
                        "fp16: onnxruntime's CPU provider on this x86 CPU computes in float32 behind casts "
                        "(Lite0 7.6 vs 7.8 ms measured): it halves the size but does not pay in speed; it pays on GPUs"))
     conv = any(op in ops for op in ("Conv", "FusedConv"))
-    out.append(Verdict(QuantizeRecipe(mode="dynamic", per_channel=conv, reduce_range=rr), TRY,
+    out.append(Verdict(QuantizeRecipe(mode="dynamic", per_channel=conv, reduce_range=drr), TRY,
                        "dynamic INT8 of convolutions runs ConvInteger, a slow path that some reduced builds lack"
                        if conv else "dynamic INT8: MatMulInteger with activations quantized at run time; fast on this CPU"))
     if not conv:
-        out.append(Verdict(QuantizeRecipe(mode="dynamic", per_channel=True, reduce_range=rr), TRY,
+        out.append(Verdict(QuantizeRecipe(mode="dynamic", per_channel=True, reduce_range=drr), TRY,
                            "dynamic INT8 with per-channel weights"))
     attention = "Attention" in ops or "MultiHeadAttention" in ops
     static_note = (" (QDQ cannot enter the fused Attention operators: they stay float, so expect little speed-up)"
@@ -97,8 +98,10 @@ def _verdicts(cpu: CpuInfo, modality: str, ops: dict[str, int]) -> list[Verdict]
 
 
 def preflight(cpu: CpuInfo, modality: str, ops: dict[str, int], ort_version: str | None = None,
-              providers: list[str] | None = None) -> Preflight:
-    """The recipes to build and measure on ``cpu`` for a graph with ``ops``, and the plain facts behind them."""
+              providers: list[str] | None = None, dynamic_reduce_range: bool | None = None) -> Preflight:
+    """The recipes to build and measure on ``cpu`` for a graph with ``ops``, and the plain facts behind them.
+    ``dynamic_reduce_range`` overrides the dynamic recipes' weights (a target's rule, where this
+    machine cannot judge what the target computes: ``QuantTarget.reduce_range``)."""
     if ort_version is None or providers is None:
         import onnxruntime as ort
 
@@ -123,7 +126,7 @@ def preflight(cpu: CpuInfo, modality: str, ops: dict[str, int], ort_version: str
         findings.append("no CUDA provider in this onnxruntime: the candidates are measured on the CPU")
     top = ", ".join(f"{op} {n}" for op, n in sorted(ops.items(), key=lambda kv: -kv[1])[:8])
     findings.append(f"graph operators: {top}")
-    return Preflight(cpu, ort_version, providers, modality, ops, findings, _verdicts(cpu, modality, ops))
+    return Preflight(cpu, ort_version, providers, modality, ops, findings, _verdicts(cpu, modality, ops, dynamic_reduce_range))
 
 
 def with_repair(recipe: QuantizeRecipe, nodes: int) -> QuantizeRecipe:

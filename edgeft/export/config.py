@@ -43,13 +43,6 @@ class QuantizeRecipe:
         if self.calibration_method not in CALIBRATION_METHODS:
             raise UsageError(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}")
 
-    @classmethod
-    def for_cpu(cls, mode: str, cpu: CpuInfo, per_channel: bool = False, calibration_method: str = "minmax") -> "QuantizeRecipe":
-        """The recipe for ``mode`` that computes exactly on ``cpu`` (reduce_range where u8s8 saturates)."""
-        int8 = mode in ("dynamic", "static")
-        return cls(mode=mode, per_channel=per_channel and int8, reduce_range=int8 and cpu.u8s8_saturates,
-                   calibration_method=calibration_method)
-
     @property
     def quantized(self) -> bool:
         return self.mode in ("dynamic", "static")

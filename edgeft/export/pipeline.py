@@ -28,7 +28,7 @@ from edgeft.export.source import ExportSource, load_source
 from edgeft.export.targets import QuantTarget, resolve_target
 from edgeft.export.verify import FLOAT_TOLERANCE, Comparison, accuracy, check_parity, compare, onnx_logits, torch_logits
 from edgeft.manifest import MODEL, TOKENIZER, Manifest, TensorSpec, sha256_file, write_manifest
-from edgeft.runtime.cpu import cpu_info
+from edgeft.runtime.cpu import CpuInfo, cpu_info
 
 Log = Callable[[str], None]
 BATCH = 8
@@ -188,7 +188,7 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
                  if config.head_refit != "never" and (recipe.quantized or config.auto) else None)
         auto = None
         if config.auto:
-            auto = _auto(float_path, work, target, source.modality, calibration_batches, batches, reference,
+            auto = _auto(float_path, work, target, cpu, source.modality, calibration_batches, batches, reference,
                          float_accuracy, held_out, maker, config.max_accuracy_drop, log, refit)
             attempts = sorted(_auto_attempts(auto), key=lambda a: a.accepted)  # the chosen one last
             shutil.copyfile(auto.chosen.path, work / "chosen.onnx")  # type: ignore[arg-type]
@@ -273,15 +273,16 @@ def _head_refit(source: ExportSource, float_path: Path, maker: InputMaker, targe
     return HeadRefit(list(maker.batches(items, BATCH)), labels, target.numerics, always)
 
 
-def _auto(float_path: Path, work: Path, target: QuantTarget, modality: str, calibration: list[Feeds] | None,
-          batches: list[Feeds], reference: np.ndarray, float_accuracy: float | None, held_out: _HeldOut,
-          maker: InputMaker, max_drop: float, log: Log, refit: HeadRefit | None) -> Any:
+def _auto(float_path: Path, work: Path, target: QuantTarget, host: CpuInfo, modality: str,
+          calibration: list[Feeds] | None, batches: list[Feeds], reference: np.ndarray, float_accuracy: float | None,
+          held_out: _HeldOut, maker: InputMaker, max_drop: float, log: Log, refit: HeadRefit | None) -> Any:
     """``--quantize auto``: the doctor's preflight, candidates, repair and choice."""
     from edgeft.doctor.auto import Evaluation, run_auto
     from edgeft.doctor.preflight import preflight
     from edgeft.export.optimize import op_counts
 
-    pre = preflight(target.cpu, modality, op_counts(float_path))
+    pre = preflight(target.cpu, modality, op_counts(float_path),
+                    dynamic_reduce_range=target.reduce_range("dynamic", host))
     for line in pre.findings:
         log(f"preflight: {line}")
     evaluation = Evaluation(batches, reference, float_accuracy, held_out.labels, max_drop, target.numerics)

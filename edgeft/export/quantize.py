@@ -179,7 +179,7 @@ def quantize_graph(
     exclude, full_range = info_extra
     info: dict[str, Any] = {**recipe.to_dict(), "nodes_excluded": exclude,  # kept in float
                             "nodes_full_range": full_range}
-    if head is not None and refit is not None:
+    if head is not None:
         try:
             info.update(refit_head(dst, dst, refit))
         except Exception as exc:  # onnxruntime raises its own exception types

@@ -35,7 +35,7 @@ class HeadRefit:
 
 def head_node(model: onnx.ModelProto) -> onnx.NodeProto | None:
     """The graph's linear head: a Gemm with float weights and bias producing the first output
-    (what the image exporter writes); None for any other head."""
+    (what both default backbones export); None for any other head."""
     producer = next((n for n in model.graph.node if model.graph.output[0].name in n.output), None)
     if producer is None or producer.op_type != "Gemm" or len(producer.input) != 3:
         return None

@@ -27,6 +27,13 @@ def export(source, out, *args):
     return result, (json.loads(result.stdout) if result.exit_code == 0 else None)
 
 
+def _recipe(mode: str, cpu: CpuInfo) -> QuantizeRecipe:
+    """What `edgeft export --quantize MODE` asks for on ``cpu`` (the default target: this CPU)."""
+    from edgeft.export.targets import resolve_target
+
+    return ExportConfig(source="run", output="out", quantize=mode).recipe(resolve_target("cpu", cpu), cpu)
+
+
 def plain_check(bundle: Path) -> dict:
     """The golden vectors reproduced in a fresh interpreter with onnxruntime and the manifest only."""
     out = subprocess.run([sys.executable, str(PLAIN_CHECK), str(bundle)], capture_output=True, text=True, check=True)
@@ -131,14 +138,14 @@ def test_force_replaces_a_bundle(text_run, tmp_path):
 
 def test_fallback_order():
     cpu = CpuInfo("x86_64", "test", 2, ("avx2",))
-    chain = [r.name for r in QuantizeRecipe.for_cpu("static", cpu).fallbacks()]
+    chain = [r.name for r in _recipe("static", cpu).fallbacks()]
     assert chain[0] == "static u8s8 per-tensor reduce-range minmax"
     assert chain[1] == "static u8s8 per-channel reduce-range minmax"
     assert chain[2].endswith("first/last float") and chain[-1].startswith("dynamic")
     assert any("sensitive node" in name for name in chain)
     vnni = CpuInfo("x86_64", "test", 2, ("avx2", "avx512_vnni"))
-    assert not QuantizeRecipe.for_cpu("static", vnni).reduce_range
-    assert [r.name for r in QuantizeRecipe.for_cpu("none", cpu).fallbacks()] == ["none"]
+    assert not _recipe("static", vnni).reduce_range
+    assert [r.name for r in _recipe("none", cpu).fallbacks()] == ["none"]
 
 
 # -- bad input: one line, exit 2, nothing written ---------------------------------------------------
@@ -249,7 +256,7 @@ def test_without_labels_the_most_agreeing_recipe_is_kept_with_a_warning(text_run
     agreements = iter([0.90, 0.97, 0.80, 0.85])  # the dynamic chain: per-tensor, per-channel, ...
     monkeypatch.setattr(pipeline, "compare", lambda ref, out: Comparison(len(ref), 0.5, 0.1, next(agreements)))
     lines = []
-    recipe = QuantizeRecipe.for_cpu("dynamic", CpuInfo("x86_64", "test", 2, ("avx2",)))
+    recipe = _recipe("dynamic", CpuInfo("x86_64", "test", 2, ("avx2",)))
     feeds = [{"input_ids": np.ones((2, 4), np.int64), "attention_mask": np.ones((2, 4), np.int64),
               "token_type_ids": np.zeros((2, 4), np.int64)}]
     reference = np.zeros((2, 3), np.float32)

@@ -158,3 +158,16 @@ def test_verify_says_when_this_cpu_cannot_compute_as_the_target(image_run, tmp_p
     monkeypatch.setattr(runtime_model, "cpu_info", lambda: ARM)  # on the target's kind of CPU: nothing to say
     result = CliRunner().invoke(main, ["verify", str(tmp_path / "arm"), "--json"])
     assert json.loads(result.stdout)["kernel_mismatch"] is None
+
+
+def test_the_doctor_takes_the_targets_rule_for_dynamic_weights():
+    """arm64 made on an AVX2 host: static candidates get 8-bit weights (simulated exactly here), dynamic
+    ones keep 7-bit weights (their MatMulInteger kernels cannot be judged exactly here)."""
+    from edgeft.doctor.preflight import preflight
+
+    target = resolve_target("arm64", AVX2)
+    pre = preflight(target.cpu, "text", {"MatMul": 10}, "1.32.0", ["CPUExecutionProvider"],
+                    dynamic_reduce_range=target.reduce_range("dynamic", AVX2))
+    recipes = [v.recipe for v in pre.verdicts if v.recipe.quantized]
+    assert all(r.reduce_range for r in recipes if r.mode == "dynamic")
+    assert not any(r.reduce_range for r in recipes if r.mode == "static")
