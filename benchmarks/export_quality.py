@@ -78,9 +78,9 @@ def main() -> None:
                 try:
                     result = export_bundle(ExportConfig(source=str(run), output=str(bundle), quantize=mode))
                 except AccuracyBudgetError as exc:  # recorded as a row: every recipe missed the budget
-                    best = max(exc.attempts, key=lambda a: a.accuracy or 0)
+                    best = max(exc.candidates, key=lambda a: a.accuracy or 0)
                     rows.append({"backbone": backbone, "mode": mode, "recipe": f"none kept; best: {best.recipe.name}",
-                                 "attempts": len(exc.attempts), "accuracy": best.accuracy, "drop_points": best.drop_points,
+                                 "attempts": len(exc.candidates), "accuracy": best.accuracy, "drop_points": best.drop_points,
                                  "agreement": best.comparison.top1_agreement, "max_abs_diff": best.comparison.max_abs_diff,
                                  "size_mb": best.size_bytes / 1e6, "size_ratio": best.size_bytes / float_size,
                                  "export_s": float("nan"), "latency_ms": None})

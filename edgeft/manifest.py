@@ -48,7 +48,8 @@ class Manifest:
     - ``preprocessing``: ``edgeft.runtime.preprocess`` spec as a dict (``kind`` image or text)
     - ``quantization``: ``mode`` (none | dynamic | static | fp16), weight/activation types,
       per_channel, reduce_range, calibration method and sample count, ``nodes_excluded``,
-      ``recipe`` (the one kept) and ``attempts`` (each recipe tried, with its result)
+      ``recipe`` (the one kept), ``attempts`` (each candidate built: its figures, ``within_budget``,
+      ``chosen``) and ``selection`` (strategy: fallbacks | fastest, the repair ladder's probes)
     - ``verification``: parity with PyTorch on held-out samples (max abs diff, top-1 agreement)
       and accuracy of the float and exported models on the validation split where labelled
     - ``source``: backbone, run config, edgeft version, opset, ``model_sha256``

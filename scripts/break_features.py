@@ -20,12 +20,12 @@ M = [
  ("golden verdict", "edgeft/bench/report.py", '        verdict = "agrees" if g["within_tolerance"] and g["top1_agreement"] == 1.0 else "DISAGREES"\n', '        verdict = "agrees"\n', "tests/bench/test_bench.py::test_golden_lines_say_plainly_when_a_target_disagrees"),
  ("zip unsafe", "edgeft/runtime/model.py", "            if name.startswith((\"/\", \"\\\\\")) or \":\" in name or \"..\" in parts or stat.S_ISLNK(info.external_attr >> 16):", "            if \"..\" in parts:", "tests/export/test_package.py::test_zip_with_unsafe_entries_is_refused"),
  ("compare ratio", "edgeft/bench/compare.py", '"ratio": r["latency_ms"]["p50"] / other["latency_ms"]["p50"]', '"ratio": 1.0', "tests/bench/test_bench.py::test_compare_same_machine_and_a_different_one"),
- ("doctor cache", "edgeft/doctor/auto.py", "        hit = self.cache.get(key)\n", "        hit = None\n", "tests/doctor/test_doctor.py::test_export_auto_chooses_measures_reports_and_caches"),
- ("bisection", "edgeft/doctor/auto.py", "    while fit - miss > 1:\n", "    while False:\n", "tests/doctor/test_doctor.py::test_sensitivity_repair_bisects_between_the_doubling_probes"),
+ ("doctor cache", "edgeft/export/select.py", "        hit = self.cache.get(key) if self.cache else None\n", "        hit = None\n", "tests/doctor/test_doctor.py::test_export_auto_chooses_measures_reports_and_caches"),
+ ("bisection", "edgeft/export/select.py", "    while fit - miss > 1:\n", "    while False:\n", "tests/doctor/test_doctor.py::test_sensitivity_repair_bisects_between_the_doubling_probes"),
  ("val-data", "edgeft/data/loading.py", "    if val_path is not None:\n        val_path = Path(val_path)", "    val_path = None\n    if val_path is not None:\n        val_path = Path(val_path)", "tests/finetune/test_trainer.py::test_val_data_is_the_validation_set"),
  ("augment cache", "edgeft/finetune/trainer.py", "        if self.config.augment:\n", "        if False:\n", "tests/finetune/test_cache.py::test_augment_turns_the_cache_off"),
  ("float parity", "edgeft/export/verify.py", "    if not result.max_abs_diff <= tolerance or result.top1_agreement < 1.0:\n", "    if False:\n", "tests/export/test_export.py::test_a_float_export_that_differs_from_pytorch_fails_and_writes_nothing"),
- ("no-labels best", "edgeft/export/pipeline.py", "    best = max(range(len(attempts)), key=lambda i: (attempts[i].comparison.top1_agreement, -attempts[i].comparison.max_abs_diff))\n", "    best = 0\n", "tests/export/test_export.py::test_without_labels_the_most_agreeing_recipe_is_kept_with_a_warning"),
+ ("no-labels best", "edgeft/export/select.py", "    kept = _closest(candidates)\n", "    kept = candidates[0]\n", "tests/export/test_export.py::test_without_labels_the_most_agreeing_recipe_is_kept_with_a_warning"),
  ("package golden", "edgeft/export/package.py", "        if not check.ok:\n", "        if False:\n", "tests/export/test_package.py::test_a_package_that_fails_its_golden_check_is_not_kept"),
  ("manifest io", "edgeft/runtime/model.py", "        if graph != declared:\n", "        if False:\n", "tests/runtime/test_model.py::test_broken_bundles_are_refused_with_one_line"),
  ("min-time", "edgeft/bench/runner.py", "        elif (total >= (min_time or 0.0) and len(times) >= 3) or len(times) >= MAX_RUNS:", "        elif len(times) >= 3 or len(times) >= MAX_RUNS:", "tests/bench/test_bench.py::test_min_time_times_each_point_for_at_least_that_long"),
@@ -41,7 +41,7 @@ M += [
  ("head floor", "edgeft/finetune/head_fit.py", "    std = torch.clamp(std, min=floor)", "    std = torch.where(std > 1e-12, std, torch.ones_like(std))", "tests/finetune/test_trainer.py::test_default_head_fit_reaches_the_optimum_of_its_objective"),
 ]
 M += [
- ("doctor dynamic rule", "edgeft/doctor/preflight.py", "    drr = rr if dynamic_rr is None else dynamic_rr\n", "    drr = rr\n", "tests/export/test_targets.py::test_the_doctor_takes_the_targets_rule_for_dynamic_weights"),
+ ("doctor dynamic rule", "edgeft/export/preflight.py", "    drr = rr if dynamic_rr is None else dynamic_rr\n", "    drr = rr\n", "tests/export/test_targets.py::test_the_doctor_takes_the_targets_rule_for_dynamic_weights"),
 ]
 only = sys.argv[1:]
 results = []

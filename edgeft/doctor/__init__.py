@@ -1,6 +1,7 @@
-"""The quantization doctor: which recipes run fast and exactly on a target (preflight), which
-variant to keep (``--quantize auto``: measured candidates, sensitivity repair) and why (report)."""
+"""``edgeft doctor``: which quantization recipes run fast and exactly on a target, read where the
+target is (this machine, an ssh device, QEMU). The recipes themselves, the measured selection and
+its report belong to export (``edgeft.export.preflight``, ``.select``, ``.selection_report``)."""
 
-from edgeft.doctor.preflight import Preflight, preflight
+from edgeft.export.preflight import Preflight, preflight
 
 __all__ = ["Preflight", "preflight"]

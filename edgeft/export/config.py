@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 HEAD_REFIT = ("auto", "always", "never")
-REPAIR_STEPS = (1, 2, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -53,30 +52,33 @@ class QuantizeRecipe:
         quantizer rewrites a Gemm head to MatMulInteger + Add whatever it is told to exclude."""
         return self.mode == "static"
 
-    def fallbacks(self, refit: str = "never") -> list["QuantizeRecipe"]:
+    def fallbacks(self) -> list["QuantizeRecipe"]:
         """This recipe, then the ones tried when it misses the accuracy budget: per-channel
-        weights; first and last layers kept in float; for static, the 1, 2, 4, 8 nodes that lose
-        the most precision given full-range 8-bit weights (where reduce_range is on), then kept in
-        float (sensitivity repair); then dynamic quantization. With ``refit="auto"`` (a frozen
-        backbone) each recipe is followed by its twin with the head refitted: the refit is used
-        where the trained head misses the budget, measured, not assumed; ``"always"``: only twins."""
+        weights; first and last layers kept in float; for static, then dynamic quantization. The
+        selection runs the repair ladders (``repairs``) before leaving the requested mode, and
+        a frozen backbone's head-refit twins beside each (``edgeft.export.select``)."""
         if not self.quantized:
             return [self]
-        if refit != "never":
-            twins = {"auto": (False, True), "always": (True,)}[refit]
-            return [replace(plain, head_refit=t) for plain in self.fallbacks()
-                    for t in (twins if plain.refittable else (False,))]
         chain = [self]
         if not self.per_channel:
             chain.append(replace(self, per_channel=True))
-        per_channel = chain[-1]
-        chain.append(replace(per_channel, exclude_first_last=True))
+        chain.append(replace(chain[-1], exclude_first_last=True))
         if self.mode == "static":
-            if per_channel.reduce_range:  # 8-bit weights on a few nodes keep the size; measured, not assumed
-                chain.extend(replace(per_channel, repair_nodes=k, repair="full-range") for k in REPAIR_STEPS)
-            chain.extend(replace(per_channel, repair_nodes=k) for k in REPAIR_STEPS)
             chain.append(replace(self, mode="dynamic", per_channel=True, exclude_first_last=False))
         return chain
+
+    @property
+    def repairs(self) -> tuple[str, ...]:
+        """The sensitivity repairs this recipe takes, in the order tried: the most precision-losing
+        nodes given full-range 8-bit weights (where reduce_range is on: it keeps the size), then
+        kept in float."""
+        if self.mode != "static":
+            return ()
+        return ("full-range", "float") if self.reduce_range else ("float",)
+
+    def repaired(self, nodes: int, kind: str = "float") -> "QuantizeRecipe":
+        """This recipe with its ``nodes`` most precision-losing nodes treated as ``kind``."""
+        return replace(self, repair_nodes=nodes, repair=kind)
 
     @property
     def name(self) -> str:

@@ -16,17 +16,21 @@ from edgeft import __version__
 from edgeft.data import sample_data_path
 from edgeft.data.unlabelled import read_samples
 from edgeft.errors import EdgeftError, UsageError
+from edgeft.export.cache import Cache
 from edgeft.export.bundle import BundleWriter, check_destination
 from edgeft.export.config import ExportConfig, QuantizeRecipe
 from edgeft.export.convert import DEFAULT_OPSET, to_onnx
 from edgeft.export.golden import pick, write_golden
 from edgeft.export.inputs import Feeds, InputMaker
-from edgeft.export.optimize import optimize_graph
 from edgeft.export.quantize import quantize_graph
 from edgeft.export.refit import HeadRefit
 from edgeft.export.source import ExportSource, load_source
 from edgeft.export.targets import QuantTarget, resolve_target
-from edgeft.export.verify import FLOAT_TOLERANCE, Comparison, accuracy, check_parity, compare, onnx_logits, torch_logits
+from edgeft.export.optimize import op_counts, optimize_graph
+from edgeft.export.preflight import preflight
+from edgeft.export.select import AccuracyBudgetError, Builder, Judge, Selection, fastest, with_fallbacks
+from edgeft.export.selection_report import write_selection_report
+from edgeft.export.verify import FLOAT_TOLERANCE, accuracy, check_parity, onnx_logits, torch_logits
 from edgeft.manifest import MODEL, TOKENIZER, Manifest, TensorSpec, sha256_file, write_manifest
 from edgeft.runtime.cpu import CpuInfo, cpu_info
 
@@ -37,39 +41,6 @@ MIN_SAMPLES = 32  # fewer calibration or unlabelled judging samples than this ge
 _DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16", "tensor(int32)": "int32"}
 
 
-class AccuracyBudgetError(EdgeftError):
-    """No recipe kept the accuracy within --max-accuracy-drop (exit 1; nothing written)."""
-
-    def __init__(self, message: str, attempts: list["Attempt"]) -> None:
-        super().__init__(message)
-        self.attempts = attempts
-
-
-@dataclass
-class Attempt:
-    """One quantization recipe tried, and how it did against PyTorch on the held-out samples."""
-
-    recipe: QuantizeRecipe
-    info: dict[str, Any]
-    comparison: Comparison
-    accuracy: float | None
-    drop_points: float | None
-    size_bytes: int
-    seconds: float
-    accepted: bool
-    logits: np.ndarray = field(repr=False)  # on the held-out samples
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"recipe": self.recipe.name, "accepted": self.accepted, "accuracy": self.accuracy,
-                "drop_points": self.drop_points, "size_bytes": self.size_bytes,
-                "seconds": round(self.seconds, 2), **self.comparison.to_dict()}
-
-    def line(self) -> str:
-        acc = "" if self.accuracy is None else f", accuracy {self.accuracy:.2%} (drop {self.drop_points:+.2f} pts)"
-        return (f"{self.recipe.name}: top-1 agreement {self.comparison.top1_agreement:.1%}, "
-                f"max abs diff {self.comparison.max_abs_diff:.3g}{acc}")
-
-
 @dataclass
 class ExportResult:
     bundle: Path
@@ -77,14 +48,15 @@ class ExportResult:
     float_size_bytes: int
     size_bytes: int
     seconds: float
-    attempts: list[Attempt] = field(default_factory=list)
+    selection: Selection | None = None
 
     def to_dict(self) -> dict[str, Any]:
         m = self.manifest
         return {"bundle": str(self.bundle), "task": m.task, "quantization": m.quantization["name"],
                 "size_bytes": self.size_bytes, "float_size_bytes": self.float_size_bytes,
                 "size_ratio": self.size_bytes / self.float_size_bytes, "seconds": round(self.seconds, 2),
-                "verification": m.verification, "attempts": [a.to_dict() for a in self.attempts]}
+                "verification": m.verification,
+                "attempts": [c.to_dict() for c in self.selection.candidates] if self.selection else []}
 
 
 def _quiet(_: str) -> None:
@@ -186,18 +158,13 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
                                else None)
         refit = (_head_refit(source, float_path, maker, target, config.head_refit == "always", log)
                  if config.head_refit != "never" and (recipe.quantized or config.auto) else None)
-        auto = None
-        if config.auto:
-            auto = _auto(float_path, work, target, cpu, source.modality, calibration_batches, batches, reference,
-                         float_accuracy, held_out, maker, config.max_accuracy_drop, log, refit)
-            attempts = sorted(_auto_attempts(auto), key=lambda a: a.accepted)  # the chosen one last
-            shutil.copyfile(auto.chosen.path, work / "chosen.onnx")  # type: ignore[arg-type]
-        else:
-            attempts = _quantize_within_budget(recipe, float_path, work, calibration_batches, batches, reference,
-                                               float_logits, float_accuracy, held_out.labels, config.max_accuracy_drop, log,
-                                               refit, target.numerics)
-        chosen = attempts[-1]
-        chosen_path = work / "chosen.onnx"
+        judge = Judge(batches, reference, float_accuracy, held_out.labels, config.max_accuracy_drop, target.numerics)
+        builder = Builder(float_path, work, calibration_batches, judge, log, refit, Cache() if config.auto else None)
+        latency_sets = [maker.feeds([item]) for item in held_out.items[:8]]
+        selection = _select(config, recipe, builder, target, cpu, source.modality, latency_sets, log)
+        selection.cautions = cautions
+        chosen = selection.chosen
+        chosen_path = chosen.path
         with BundleWriter(config.output, config.force) as folder:
             shutil.copyfile(chosen_path, folder / MODEL)
             if source.tokenizer_json is not None:
@@ -209,10 +176,11 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
                 task=source.task, labels=source.labels, inputs=inputs, outputs=outputs,
                 preprocessing=model.preprocessing.to_dict(),
                 quantization={**chosen.info, "calibration_samples": len(calibration) if calibration_batches else 0,
-                              "requested": "auto" if auto else recipe.name,
-                              "attempts": [c.to_dict() for c in auto.candidates] if auto else [a.to_dict() for a in attempts],
-                              **({"doctor": {"report": "doctor.md", "seconds": round(auto.seconds, 1),
-                                             "repair": auto.repair}} if auto else {}),
+                              "requested": "auto" if config.auto else recipe.name,
+                              "selection": {"strategy": selection.strategy, "seconds": round(selection.seconds, 1),
+                                            "repair": selection.repair,
+                                            **({"report": "doctor.md"} if config.auto else {})},
+                              "attempts": [c.to_dict() for c in selection.candidates],
                               "budget": "validation accuracy drop" if float_accuracy is not None
                               else "top-1 disagreement with PyTorch (no labels)",
                               "cpu": cpu.to_dict(), "target": target.to_dict(), "warnings": cautions},
@@ -231,13 +199,10 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
                                       "golden": golden["file"]},
             )
             write_manifest(folder, manifest)
-            if auto is not None:
-                from edgeft.doctor.report import write_doctor_report
-
-                auto.cautions = cautions
-                write_doctor_report(auto, folder)
+            if config.auto:
+                write_selection_report(selection, folder)
             size = (folder / MODEL).stat().st_size
-    return ExportResult(Path(config.output), manifest, float_size, size, time.perf_counter() - start, attempts)
+    return ExportResult(Path(config.output), manifest, float_size, size, time.perf_counter() - start, selection)
 
 
 def _too_few_samples(calibrated: bool, calibration: list[str] | None, held_out: _HeldOut) -> list[str]:
@@ -273,76 +238,19 @@ def _head_refit(source: ExportSource, float_path: Path, maker: InputMaker, targe
     return HeadRefit(list(maker.batches(items, BATCH)), labels, target.numerics, always)
 
 
-def _auto(float_path: Path, work: Path, target: QuantTarget, host: CpuInfo, modality: str,
-          calibration: list[Feeds] | None, batches: list[Feeds], reference: np.ndarray, float_accuracy: float | None,
-          held_out: _HeldOut, maker: InputMaker, max_drop: float, log: Log, refit: HeadRefit | None) -> Any:
-    """``--quantize auto``: the doctor's preflight, candidates, repair and choice."""
-    from edgeft.doctor.auto import Evaluation, run_auto
-    from edgeft.doctor.preflight import preflight
-    from edgeft.export.optimize import op_counts
-
-    pre = preflight(target.cpu, modality, op_counts(float_path),
+def _select(config: ExportConfig, recipe: QuantizeRecipe, builder: Builder, target: QuantTarget, host: CpuInfo,
+            modality: str, latency_sets: list[Feeds], log: Log) -> Selection:
+    """The requested recipe with its fallbacks, or for ``--quantize auto`` the fastest of the
+    candidates the target's preflight allows."""
+    if not config.auto:
+        return with_fallbacks(recipe, builder, log)
+    pre = preflight(target.cpu, modality, op_counts(builder.float_path),
                     dynamic_reduce_range=target.reduce_range("dynamic", host))
     for line in pre.findings:
         log(f"preflight: {line}")
-    evaluation = Evaluation(batches, reference, float_accuracy, held_out.labels, max_drop, target.numerics)
-    latency_sets = [maker.feeds([item]) for item in held_out.items[:8]]
     if target.name != "cpu":
         log(f"latency is measured on this machine, not on {target.name}: the choice among accurate candidates "
             "follows this CPU's speed")
-    result = run_auto(float_path, work, pre, calibration, evaluation, latency_sets, target.cpu.cores, log, refit=refit)
-    log(f"chose {result.chosen.name} ({result.chosen.latency_ms:.2f} ms) in {result.seconds:.0f} s")
-    return result
-
-
-def _auto_attempts(result: Any) -> list[Attempt]:
-    return [Attempt(c.recipe, c.info, c.comparison, c.accuracy, c.drop_points, c.size_bytes or 0, 0.0, c.chosen, c.logits)
-            for c in result.candidates if c.comparison is not None]
-
-
-def _quantize_within_budget(
-    recipe: QuantizeRecipe, float_path: Path, work: Path, calibration: list[Feeds] | None, batches: list[Feeds],
-    reference: np.ndarray, float_logits: np.ndarray, float_accuracy: float | None, labels: list[int] | None,
-    max_drop: float, log: Log, refit: HeadRefit | None = None, numerics: str = "host",
-) -> list[Attempt]:
-    """Try the recipe and its fallbacks in order until one meets the budget; the last attempt
-    returned is the one kept.
-
-    With labels the budget is the drop in validation accuracy. Without labels it is the top-1
-    disagreement with PyTorch, which bounds the accuracy drop from above; if no recipe meets it,
-    the most agreeing one is kept with a warning (accuracy was not measured, so nothing is proven
-    wrong), whereas a measured drop beyond the budget stops the export.
-    """
-    attempts: list[Attempt] = []
-    for candidate in recipe.fallbacks("never" if refit is None else "always" if refit.always else "auto"):
-        began = time.perf_counter()
-        path = work / f"candidate-{len(attempts)}.onnx"
-        if candidate.mode != "none":
-            log(f"quantizing: {candidate.name}")
-        info = quantize_graph(float_path, path, candidate, work, calibration, refit)
-        logits = float_logits if candidate.mode == "none" else onnx_logits(path, batches, numerics)
-        comparison = compare(reference, logits)
-        acc = accuracy(logits, labels) if labels else None
-        drop = None if acc is None or float_accuracy is None else round((float_accuracy - acc) * 100, 4)
-        disagreement = (1.0 - comparison.top1_agreement) * 100
-        accepted = drop <= max_drop if drop is not None else disagreement <= max_drop
-        attempt = Attempt(candidate, info, comparison, acc, drop, path.stat().st_size,
-                          time.perf_counter() - began, accepted, logits)
-        attempts.append(attempt)
-        if candidate.mode != "none":
-            log(("kept " if accepted else "rejected ") + attempt.line())
-        if accepted:
-            shutil.copyfile(path, work / "chosen.onnx")
-            return attempts
-    report = "; ".join(a.line() for a in attempts)
-    if labels:
-        raise AccuracyBudgetError(f"no recipe stayed within --max-accuracy-drop {max_drop:g} points "
-                                  f"(float accuracy {float_accuracy:.2%}): {report}. Nothing was written.", attempts)
-    best = max(range(len(attempts)), key=lambda i: (attempts[i].comparison.top1_agreement, -attempts[i].comparison.max_abs_diff))
-    kept = attempts.pop(best)
-    kept.accepted = True
-    attempts.append(kept)
-    shutil.copyfile(work / f"candidate-{best}.onnx", work / "chosen.onnx")
-    log(f"warning: no recipe agreed with PyTorch on {100 - max_drop:g}% of the unlabelled samples; kept the most "
-        f"agreeing one, {kept.recipe.name} ({kept.comparison.top1_agreement:.1%}). Pass labelled data to measure accuracy.")
-    return attempts
+    selection = fastest(pre, builder, latency_sets, target.cpu.cores, log)
+    log(f"chose {selection.chosen.name} ({selection.chosen.latency_ms:.2f} ms) in {selection.seconds:.0f} s")
+    return selection

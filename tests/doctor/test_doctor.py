@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from edgeft.cli import main
-from edgeft.doctor.auto import Candidate, Evaluation, _Builder, repair
-from edgeft.doctor.cache import Cache
-from edgeft.doctor.preflight import MEASURE_ONLY, SKIP, TRY, preflight
+from edgeft.export.cache import Cache
+from edgeft.export.preflight import MEASURE_ONLY, SKIP, TRY, preflight
 from edgeft.export.config import QuantizeRecipe
+from edgeft.export.select import Builder, Judge, repair
 from edgeft.export.verify import onnx_logits
 from edgeft.runtime.cpu import CpuInfo
 
@@ -80,17 +80,17 @@ def _repair(tmp_path, bad: int):
     calibration = [{"x": rng.normal(0, 1, (16, 16)).astype(np.float32)} for _ in range(4)]
     held_out = [{"x": rng.normal(0, 1, (32, 16)).astype(np.float32)} for _ in range(4)]
     reference = onnx_logits(model, held_out)
-    evaluation = Evaluation(held_out, reference, None, None, max_drop=5.0)  # at most 5% top-1 disagreement
-    builder = _Builder(model, tmp_path, calibration, evaluation, Cache(tmp_path / "cache"), lambda _: None)
+    judge = Judge(held_out, reference, None, None, max_drop=5.0)  # at most 5% top-1 disagreement
+    builder = Builder(model, tmp_path, calibration, judge, lambda _: None, cache=Cache(tmp_path / "cache"))
     recipe = QuantizeRecipe(mode="static", per_channel=False, reduce_range=True)
-    base = builder.build(Candidate(recipe, TRY, "test"))
-    assert base.error is None and not base.accepted  # the budget cannot be met without repair
+    base = builder.build(recipe, "test")
+    assert base.error is None and not base.within_budget  # the budget cannot be met without repair
     return repair(builder, base, lambda _: None)
 
 
 def test_sensitivity_repair_finds_the_one_node_that_quantizes_badly(tmp_path):
     found, info = _repair(tmp_path, 1)
-    assert found is not None and found.accepted
+    assert found is not None and found.within_budget
     assert info["found"] == 1 and info["nodes"] == ["the_bad_one"]
 
 
@@ -98,18 +98,18 @@ def test_sensitivity_repair_bisects_between_the_doubling_probes(tmp_path):
     """Three bad nodes: 1 and 2 nodes in float miss, 4 fit, so bisection probes 3 before settling
     (here 3 misses too: the ranking puts the first layer among the top three)."""
     found, info = _repair(tmp_path, 3)
-    assert found is not None and found.accepted
+    assert found is not None and found.within_budget
     assert info["probes"] == [1, 2, 3, 4] and info["found"] == 4
     assert {"bad_1", "bad_2", "bad_3"} <= set(info["nodes"])
 
 
 def test_export_auto_chooses_measures_reports_and_caches(image_run, tmp_path, monkeypatch, avx2_host):
     monkeypatch.setenv("EDGEFT_CACHE", str(tmp_path / "cache"))
-    import edgeft.doctor.auto as auto
+    import edgeft.export.select as select
 
     built = []
-    original = auto.quantize_graph
-    monkeypatch.setattr(auto, "quantize_graph", lambda *a, **k: built.append(a[2].name) or original(*a, **k))
+    original = select.quantize_graph
+    monkeypatch.setattr(select, "quantize_graph", lambda *a, **k: built.append(a[2].name) or original(*a, **k))
     for i in range(2):
         built.clear()
         result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / f"b{i}"), "-q", "auto", "--json"])
@@ -120,7 +120,7 @@ def test_export_auto_chooses_measures_reports_and_caches(image_run, tmp_path, mo
     assert {"doctor.md", "doctor.png", "doctor.json"} <= {p.name for p in bundle.iterdir()}
     candidates = {c["recipe"]: c for c in report["candidates"]}
     chosen = candidates[report["chosen"]]
-    assert chosen["chosen"] and chosen["status"] == TRY and chosen["accepted"]
+    assert chosen["chosen"] and chosen["status"] == TRY and chosen["within_budget"]
     floats = candidates["none"]
     assert chosen["latency_ms"] <= floats["latency_ms"]  # never slower than float, as measured side by side
     assert all(c["verdict"] for c in report["candidates"])

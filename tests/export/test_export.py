@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from edgeft.cli import main
 from edgeft.export import ExportConfig, QuantizeRecipe, export_bundle
-from edgeft.export import pipeline
+from edgeft.export import pipeline, select
 from edgeft.manifest import FORMAT_VERSION, ManifestError, read_manifest, sha256_file
 from edgeft.runtime.cpu import CpuInfo
 from tests.conftest import read_json, write_text_csv
@@ -90,7 +90,7 @@ def test_static_image_export_records_its_calibration(image_run, tmp_path):
     assert result.exit_code == 0, result.output
     q = read_json(tmp_path / "int8" / "edgeft.json")["quantization"]
     assert q["calibration_method"] == "percentile" and q["calibration_samples"] == 8
-    assert q["attempts"][-1]["accepted"] and q["name"] == q["attempts"][-1]["recipe"]
+    assert q["attempts"][-1]["chosen"] and q["name"] == q["attempts"][-1]["recipe"]
     assert q["mode"] == "static" and q["name"].startswith("static")  # static kept, not a fallback
     ops = [n.op_type for n in __import__("onnx").load(str(tmp_path / "int8" / "model.onnx")).graph.node]
     assert ops.count("QuantizeLinear") >= 10 and ops.count("DequantizeLinear") >= 10
@@ -101,16 +101,18 @@ def test_static_image_export_records_its_calibration(image_run, tmp_path):
 
 def test_fallback_chain_keeps_the_first_recipe_within_budget(text_run, tmp_path, monkeypatch):
     scores = iter([1.0, 0.5, 1.0])  # float, then the first recipe drops 50 points, then the next one holds
-    monkeypatch.setattr(pipeline, "accuracy", lambda logits, labels: next(scores))
+    for module in (pipeline, select):
+        monkeypatch.setattr(module, "accuracy", lambda logits, labels: next(scores))
     result = export_bundle(ExportConfig(source=str(text_run), output=str(tmp_path / "b"), quantize="dynamic"))
     attempts = result.manifest.quantization["attempts"]
-    assert [a["accepted"] for a in attempts] == [False, True]
+    assert [(a["within_budget"], a["chosen"]) for a in attempts] == [(False, False), (True, True)]
     assert "per-channel" in attempts[1]["recipe"] and result.manifest.quantization["per_channel"]
 
 
 def test_no_recipe_within_budget_writes_nothing(text_run, tmp_path, monkeypatch):
     scores = iter([1.0] + [0.5] * 100)
-    monkeypatch.setattr(pipeline, "accuracy", lambda logits, labels: next(scores))
+    for module in (pipeline, select):
+        monkeypatch.setattr(module, "accuracy", lambda logits, labels: next(scores))
     result = CliRunner().invoke(main, ["export", str(text_run), "-o", str(tmp_path / "b"), "-q", "static"])
     assert result.exit_code == 1
     assert "no recipe stayed within --max-accuracy-drop 1 points" in result.output
@@ -142,7 +144,7 @@ def test_fallback_order():
     assert chain[0] == "static u8s8 per-tensor reduce-range minmax"
     assert chain[1] == "static u8s8 per-channel reduce-range minmax"
     assert chain[2].endswith("first/last float") and chain[-1].startswith("dynamic")
-    assert any("sensitive node" in name for name in chain)
+    assert _recipe("static", cpu).repairs == ("full-range", "float")  # tried before the mode changes
     vnni = CpuInfo("x86_64", "test", 2, ("avx2", "avx512_vnni"))
     assert not _recipe("static", vnni).reduce_range
     assert [r.name for r in _recipe("none", cpu).fallbacks()] == ["none"]
@@ -254,17 +256,16 @@ def test_without_labels_the_most_agreeing_recipe_is_kept_with_a_warning(text_run
     assert export(text_run, tmp_path / "b")[0].exit_code == 0
     (tmp_path / "b" / "model.onnx").rename(exported)
     agreements = iter([0.90, 0.97, 0.80, 0.85])  # the dynamic chain: per-tensor, per-channel, ...
-    monkeypatch.setattr(pipeline, "compare", lambda ref, out: Comparison(len(ref), 0.5, 0.1, next(agreements)))
+    monkeypatch.setattr(select, "compare", lambda ref, out: Comparison(len(ref), 0.5, 0.1, next(agreements)))
     lines = []
     recipe = _recipe("dynamic", CpuInfo("x86_64", "test", 2, ("avx2",)))
     feeds = [{"input_ids": np.ones((2, 4), np.int64), "attention_mask": np.ones((2, 4), np.int64),
               "token_type_ids": np.zeros((2, 4), np.int64)}]
-    reference = np.zeros((2, 3), np.float32)
-    attempts = pipeline._quantize_within_budget(recipe, exported, tmp_path, None, feeds, reference, reference, None,
-                                                None, 1.0, lines.append)
+    judge = select.Judge(feeds, np.zeros((2, 3), np.float32), None, None, 1.0)
+    selection = select.with_fallbacks(recipe, select.Builder(exported, tmp_path, None, judge, lines.append), lines.append)
     chain = recipe.fallbacks()
-    assert len(attempts) == len(chain) and attempts[-1].accepted
-    assert attempts[-1].recipe == chain[1] and attempts[-1].comparison.top1_agreement == 0.97
+    assert [c.recipe for c in selection.candidates] == chain
+    assert selection.chosen.recipe == chain[1] and selection.chosen.comparison.top1_agreement == 0.97
     assert any(line.startswith("warning: no recipe agreed with PyTorch") and chain[1].name in line for line in lines)
 
 

@@ -79,11 +79,12 @@ def _head(path):
 
 
 def test_a_frozen_runs_head_is_refitted_when_the_trained_head_misses_the_budget(image_run, tmp_path, monkeypatch):
-    from edgeft.export import pipeline
+    from edgeft.export import pipeline, select
 
     for name, flag in (("refit", "auto"), ("plain", "never")):
         scores = iter([1.0, 0.5, 1.0, 1.0])  # float; the first recipe misses; the next one holds
-        monkeypatch.setattr(pipeline, "accuracy", lambda logits, labels: next(scores))
+        for module in (pipeline, select):
+            monkeypatch.setattr(module, "accuracy", lambda logits, labels: next(scores))
         result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / name), "-q", "static",
                                            "--head-refit", flag])
         assert result.exit_code == 0, result.output
@@ -163,7 +164,7 @@ def test_verify_says_when_this_cpu_cannot_compute_as_the_target(image_run, tmp_p
 def test_the_doctor_takes_the_targets_rule_for_dynamic_weights():
     """arm64 made on an AVX2 host: static candidates get 8-bit weights (simulated exactly here), dynamic
     ones keep 7-bit weights (their MatMulInteger kernels cannot be judged exactly here)."""
-    from edgeft.doctor.preflight import preflight
+    from edgeft.export.preflight import preflight
 
     target = resolve_target("arm64", AVX2)
     pre = preflight(target.cpu, "text", {"MatMul": 10}, "1.32.0", ["CPUExecutionProvider"],

@@ -1,4 +1,4 @@
-"""The doctor's report beside the bundle: ``doctor.json``, ``doctor.md`` and ``doctor.png``
+"""The report of ``--quantize auto`` beside the bundle: ``doctor.json``, ``doctor.md`` and ``doctor.png``
 (accuracy or agreement against latency, the chosen point marked)."""
 
 from __future__ import annotations
@@ -7,27 +7,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeft.doctor.auto import AutoResult
+from edgeft.export.select import Selection
 
 
-def report_dict(result: AutoResult) -> dict[str, Any]:
-    return {"schema": "edgeft.doctor/1", "seconds": round(result.seconds, 1), "budget": result.evaluation.budget(),
-            "preflight": result.preflight.to_dict(), "candidates": [c.to_dict() for c in result.candidates],
-            "chosen": result.chosen.name, "repair": result.repair, "numerics": result.evaluation.numerics,
+def report_dict(result: Selection) -> dict[str, Any]:
+    return {"schema": "edgeft.doctor/1", "seconds": round(result.seconds, 1), "budget": result.judge.budget(),
+            "preflight": result.preflight.to_dict() if result.preflight else None, "candidates": [c.to_dict() for c in result.candidates],
+            "chosen": result.chosen.name, "repair": result.repair, "numerics": result.judge.numerics,
             "warnings": result.cautions}
 
 
-def markdown(result: AutoResult) -> str:
-    labelled = result.evaluation.labels is not None
+def markdown(result: Selection) -> str:
+    labelled = result.judge.labels is not None
     lines = [f"# Quantization doctor: chose **{result.chosen.name}**", "",
-             f"Budget: {result.evaluation.budget()}. Accuracy judged with {result.evaluation.numerics} numerics "
+             f"Budget: {result.judge.budget()}. Accuracy judged with {result.judge.numerics} numerics "
              "(host: this machine's kernels; simulated: exact int8, the QDQ graph run unfused). Latency: batch 1 on "
              f"held-out samples, p50, this machine. Took {result.seconds:.0f} s.", ""]
     if result.cautions:
         lines += ["## Warnings", "", *[f"- {line}" for line in result.cautions], ""]
     lines += ["## Preflight", ""]
-    lines += [f"- {f}" for f in result.preflight.findings]
-    skipped = [v for v in result.preflight.verdicts if v.status == "skip"]
+    pre = result.preflight
+    lines += [f"- {f}" for f in pre.findings] if pre else ["- none: the requested recipe and its fallbacks"]
+    skipped = [v for v in pre.verdicts if v.status == "skip"] if pre else []
     lines += [f"- not built: {v.recipe.name}: {v.why}" for v in skipped]
     lines += ["", "## Candidates", "",
               f"| variant | {'accuracy drop (pts)' if labelled else 'top-1 disagreement'} | top-1 agreement | max abs diff "
@@ -49,7 +50,7 @@ def markdown(result: AutoResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(result: AutoResult, path: Path) -> Path | None:
+def plot(result: Selection, path: Path) -> Path | None:
     try:
         import matplotlib
 
@@ -57,14 +58,14 @@ def plot(result: AutoResult, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    labelled = result.evaluation.labels is not None
+    labelled = result.judge.labels is not None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for c in result.candidates:
         if c.latency_ms is None or c.comparison is None:
             continue
         y = -c.drop_points if labelled and c.drop_points is not None else c.comparison.top1_agreement * 100
         style = {"marker": "*", "s": 220, "color": "tab:red"} if c.chosen else {
-            "marker": "o" if c.accepted and c.status == "try" else "x", "s": 50, "color": "tab:blue" if c.accepted else "grey"}
+            "marker": "o" if c.within_budget and c.status == "try" else "x", "s": 50, "color": "tab:blue" if c.within_budget else "grey"}
         ax.scatter([c.latency_ms], [y], **style)
         ax.annotate(c.name, (c.latency_ms, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("p50 latency, batch 1 (ms)")
@@ -76,7 +77,7 @@ def plot(result: AutoResult, path: Path) -> Path | None:
     return path
 
 
-def write_doctor_report(result: AutoResult, folder: Path) -> list[Path]:
+def write_selection_report(result: Selection, folder: Path) -> list[Path]:
     (folder / "doctor.json").write_text(json.dumps(report_dict(result), indent=2) + "\n", encoding="utf-8")
     (folder / "doctor.md").write_text(markdown(result), encoding="utf-8")
     written = [folder / "doctor.json", folder / "doctor.md"]

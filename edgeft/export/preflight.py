@@ -3,7 +3,7 @@ quantization recipes can run fast and exactly there, before anything is measured
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from edgeft.export.config import QuantizeRecipe
@@ -127,9 +127,4 @@ def preflight(cpu: CpuInfo, modality: str, ops: dict[str, int], ort_version: str
     top = ", ".join(f"{op} {n}" for op, n in sorted(ops.items(), key=lambda kv: -kv[1])[:8])
     findings.append(f"graph operators: {top}")
     return Preflight(cpu, ort_version, providers, modality, ops, findings, _verdicts(cpu, modality, ops, dynamic_reduce_range))
-
-
-def with_repair(recipe: QuantizeRecipe, nodes: int) -> QuantizeRecipe:
-    """``recipe`` with its ``nodes`` most precision-losing nodes kept in float."""
-    return replace(recipe, repair_nodes=nodes, repair="float")
 

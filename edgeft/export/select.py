@@ -1,0 +1,354 @@
+"""Choosing how to quantize: one candidate type, one judge, one repair ladder, two strategies.
+
+- ``Judge``: the held-out samples, the PyTorch reference and the budget; it judges a candidate's
+  logits, computed with the target's numerics.
+- ``Builder``: quantizes a recipe, runs it on the held-out samples and has it judged (through a
+  content-addressed cache where one is given); with a ``HeadRefit`` it builds the recipe's
+  head-refit twin as the refit policy says.
+- ``repair``: the fewest most precision-losing nodes that, treated apart, bring a static candidate
+  within the budget.
+- Strategies: ``with_fallbacks`` (the requested mode, then its fallbacks in order until one fits)
+  and ``fastest`` (every candidate the preflight allows measured; the fastest within budget kept).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeft.errors import EdgeftError
+from edgeft.export.cache import Cache, arrays_digest, digest, file_digest
+from edgeft.export.config import QuantizeRecipe
+from edgeft.export.inputs import Feeds
+from edgeft.export.preflight import MEASURE_ONLY, TRY, Preflight
+from edgeft.export.quantize import compute_nodes, quantize_graph
+from edgeft.export.refit import HeadRefit
+from edgeft.export.verify import Comparison, accuracy, compare, onnx_logits
+
+Log = Callable[[str], None]
+REPAIR_PROBES = (1, 2, 4, 8, 16, 32)
+SAME_SPEED = 0.03  # latencies within 3% are a tie, broken by size
+
+
+class AccuracyBudgetError(EdgeftError):
+    """No recipe kept the accuracy within --max-accuracy-drop (exit 1; nothing written)."""
+
+    def __init__(self, message: str, candidates: list["Candidate"]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+@dataclass
+class Judge:
+    """The held-out samples, the references every candidate is compared with, and the budget."""
+
+    batches: list[Feeds]
+    reference: np.ndarray  # PyTorch logits
+    float_accuracy: float | None
+    labels: list[int] | None
+    max_drop: float
+    numerics: str = "host"  # the target's (edgeft.export.targets): candidates run so here
+
+    def judge(self, candidate: "Candidate", logits: np.ndarray) -> None:
+        """Fill in ``candidate``'s agreement, accuracy and whether it is within the budget: the
+        drop in validation accuracy with labels, else the top-1 disagreement with PyTorch (which
+        bounds the drop from above)."""
+        c = candidate
+        c.logits, c.comparison = logits, compare(self.reference, logits)
+        c.accuracy = accuracy(logits, self.labels) if self.labels else None
+        c.drop_points = (None if c.accuracy is None or self.float_accuracy is None
+                         else round((self.float_accuracy - c.accuracy) * 100, 4))
+        disagreement = (1.0 - c.comparison.top1_agreement) * 100
+        c.within_budget = (c.drop_points if c.drop_points is not None else disagreement) <= self.max_drop
+
+    def budget(self) -> str:
+        return (f"a drop of at most {self.max_drop:g} points of validation accuracy" if self.labels
+                else f"at most {self.max_drop:g}% top-1 disagreement with PyTorch (no labels)")
+
+
+@dataclass
+class Candidate:
+    """One recipe, built and measured."""
+
+    recipe: QuantizeRecipe
+    why: str = ""
+    status: str = TRY  # TRY (may be kept) or MEASURE_ONLY (shown, never kept)
+    path: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    comparison: Comparison | None = None
+    accuracy: float | None = None
+    drop_points: float | None = None
+    size_bytes: int | None = None
+    latency_ms: float | None = None
+    latency_p90_ms: float | None = None
+    within_budget: bool = False
+    chosen: bool = False
+    cached: bool = False
+    error: str | None = None
+    verdict: str = ""
+    seconds: float = 0.0
+    logits: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+    @property
+    def eligible(self) -> bool:
+        return self.status == TRY and self.error is None and self.within_budget
+
+    def describe(self) -> str:
+        if self.error:
+            return f"not built ({self.error})"
+        acc = "" if self.accuracy is None else f", accuracy {self.accuracy:.2%} (drop {self.drop_points:+.2f} pts)"
+        return (f"top-1 agreement {self.comparison.top1_agreement:.1%}, "  # type: ignore[union-attr]
+                f"max abs diff {self.comparison.max_abs_diff:.3g}{acc}")  # type: ignore[union-attr]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recipe": self.name, "status": self.status, "why": self.why, "within_budget": self.within_budget,
+                "chosen": self.chosen, "accuracy": self.accuracy, "drop_points": self.drop_points,
+                "size_bytes": self.size_bytes, "latency_ms": self.latency_ms, "latency_p90_ms": self.latency_p90_ms,
+                "cached": self.cached, "error": self.error, "verdict": self.verdict, "seconds": round(self.seconds, 2),
+                "nodes_excluded": self.info.get("nodes_excluded", []),
+                **(self.comparison.to_dict() if self.comparison else {})}
+
+
+@dataclass
+class Selection:
+    """What a strategy built, what it kept and why."""
+
+    strategy: str  # "fallbacks" or "fastest"
+    candidates: list[Candidate]
+    chosen: Candidate
+    judge: Judge
+    repair: dict[str, Any] | None
+    seconds: float
+    preflight: Preflight | None = None
+    cautions: list[str] = field(default_factory=list)  # what the figures rest on too little of
+
+
+class Builder:
+    """Builds and judges candidates of one float graph: the same data, numerics and refit for all."""
+
+    def __init__(self, float_path: Path, work: Path, calibration: list[Feeds] | None, judge: Judge, log: Log,
+                 refit: HeadRefit | None = None, cache: Cache | None = None) -> None:
+        self.float_path, self.work, self.calibration, self.judge = float_path, work, calibration, judge
+        self.log, self.refit, self.cache = log, refit, cache
+        self.count = 0
+        self.base_key = ""
+        if cache is not None:
+            import onnxruntime
+
+            self.base_key = digest(file_digest(float_path), arrays_digest(calibration), arrays_digest(judge.batches),
+                                   onnxruntime.__version__, judge.numerics,
+                                   *(refit.digest_parts() + (arrays_digest(refit.batches),) if refit else ()))
+
+    def build(self, recipe: QuantizeRecipe, why: str = "", status: str = TRY) -> Candidate:
+        """``recipe`` quantized, run on the held-out samples with the target's numerics, judged."""
+        began = time.perf_counter()
+        candidate = Candidate(recipe, why, status)
+        self.count += 1
+        path = self.work / f"candidate-{self.count}.onnx"
+        key = digest(self.base_key, json.dumps(recipe.to_dict(), sort_keys=True)) if self.cache else ""
+        hit = self.cache.get(key) if self.cache else None
+        if hit is not None and hit[1] is not None and (hit[0] is not None or recipe.mode == "none"):
+            model, logits, meta = hit
+            shutil.copyfile(model or self.float_path, path)
+            candidate.info, candidate.cached = meta["info"], True
+        else:
+            if recipe.mode == "static" and not self.calibration:
+                candidate.error = "needs calibration samples (the run's training split or --calibration-data)"
+                return candidate
+            try:
+                candidate.info = quantize_graph(self.float_path, path, recipe, self.work, self.calibration, self.refit)
+            except EdgeftError as exc:
+                candidate.error = str(exc)
+                return candidate
+            logits = onnx_logits(path, self.judge.batches, self.judge.numerics)
+            if self.cache:
+                self.cache.put(key, {"info": candidate.info}, None if recipe.mode == "none" else path, logits)
+        candidate.path, candidate.size_bytes = path, path.stat().st_size
+        self.judge.judge(candidate, logits)
+        candidate.seconds = time.perf_counter() - began
+        return candidate
+
+    def build_with_refit(self, recipe: QuantizeRecipe, why: str = "", status: str = TRY) -> list[Candidate]:
+        """``recipe`` and, where the run allows a head refit, its twin with the head refitted: the
+        twin alone under ``--head-refit always``; under ``auto`` only where the trained head
+        misses the budget (measured, not assumed)."""
+        refit = self.refit is not None and recipe.refittable and not recipe.head_refit
+        if refit and self.refit.always:  # type: ignore[union-attr]
+            return [self._logged(self.build(replace(recipe, head_refit=True), why, status))]
+        built = [self._logged(self.build(recipe, why, status))]
+        if refit and built[0].error is None and not built[0].within_budget:
+            built.append(self._logged(self.build(replace(recipe, head_refit=True), status=status,
+                                                 why=f"{why}; the head refitted on its quantized features".lstrip("; "))))
+        return built
+
+    def _logged(self, c: Candidate) -> Candidate:
+        if c.recipe.quantized:
+            self.log(f"candidate {c.name}: {c.describe()}{' [cached]' if c.cached else ''}")
+        return c
+
+
+def repair(builder: Builder, base: Candidate, log: Log, kind: str = "float") -> tuple[Candidate | None, dict[str, Any]]:
+    """The smallest number of the most precision-losing nodes (ranked by onnxruntime's QDQ
+    debugging tools) that, treated as ``kind`` ("float": kept in float; "full-range": 8-bit
+    weights), bring ``base`` within the budget: doubling probes, then bisection between the
+    last miss and the first fit."""
+    import onnx
+
+    limit = len(compute_nodes(onnx.load(str(builder.float_path), load_external_data=False)))
+    tried: dict[int, Candidate] = {}
+
+    def probe(k: int) -> Candidate:
+        if k not in tried:
+            c = builder.build(base.recipe.repaired(k, kind), f"sensitivity repair of {base.name}")
+            tried[k] = c
+            if c.error is None:
+                log(f"repair: {k} node{'s' if k > 1 else ''} {kind}: {c.describe()}")
+        return tried[k]
+
+    miss, fit = 0, None
+    for k in (p for p in REPAIR_PROBES if p < limit):
+        if probe(k).eligible:
+            fit = k
+            break
+        miss = k
+    info: dict[str, Any] = {"base": base.name, "kind": kind, "probes": sorted(tried), "found": None}
+    if fit is None:
+        return None, info
+    while fit - miss > 1:
+        middle = (miss + fit) // 2
+        if probe(middle).eligible:
+            fit = middle
+        else:
+            miss = middle
+    found = tried[fit]
+    return found, {**info, "probes": sorted(tried), "found": fit, "nodes": found.info.get("nodes_excluded", [])}
+
+
+def _closest(candidates: list[Candidate]) -> Candidate:
+    """The candidate nearest the budget: highest accuracy (or agreement), then smallest max diff."""
+    built = [c for c in candidates if c.comparison is not None]
+    return max(built, key=lambda c: (c.accuracy if c.accuracy is not None else -1.0,
+                                     c.comparison.top1_agreement, -c.comparison.max_abs_diff))  # type: ignore[union-attr]
+
+
+def with_fallbacks(recipe: QuantizeRecipe, builder: Builder, log: Log) -> Selection:
+    """The requested recipe, then its fallbacks (``QuantizeRecipe.fallbacks``) with the repair
+    ladders before the mode changes, until one is within the budget; that one is kept.
+
+    With labels a measured drop beyond the budget everywhere stops the export
+    (``AccuracyBudgetError``). Without labels the most agreeing candidate is kept with a warning:
+    accuracy was not measured, so nothing is proven wrong."""
+    began = time.perf_counter()
+    judge = builder.judge
+    candidates: list[Candidate] = []
+    repair_info: dict[str, Any] | None = None
+
+    def done(chosen: Candidate) -> Selection:
+        chosen.chosen = True
+        _verdicts(candidates, chosen, judge, "the first in the fallback order within")
+        return Selection("fallbacks", candidates, chosen, judge, repair_info, time.perf_counter() - began)
+
+    chain = recipe.fallbacks()
+    for step in [r for r in chain if r.mode == recipe.mode]:
+        built = builder.build_with_refit(step, "the requested recipe" if step == recipe else "a fallback")
+        candidates += built
+        fit = next((c for c in built if c.eligible), None)
+        if fit is not None:
+            return done(fit)
+    if recipe.repairs:
+        per_channel = [c for c in candidates if c.recipe.per_channel and not c.recipe.exclude_first_last and c.error is None]
+        base = _closest(per_channel) if per_channel else None
+        for kind in recipe.repairs if base is not None else ():
+            log(f"no {recipe.mode} recipe met the budget: sensitivity repair ({kind}) of {base.name}")  # type: ignore[union-attr]
+            found, repair_info = repair(builder, base, log, kind)  # type: ignore[arg-type]
+            candidates.append(found) if found is not None else None
+            if found is not None:
+                return done(found)
+    for step in [r for r in chain if r.mode != recipe.mode]:
+        built = builder.build_with_refit(step, "the fallback to another mode")
+        candidates += built
+        fit = next((c for c in built if c.eligible), None)
+        if fit is not None:
+            return done(fit)
+    if not any(c.comparison is not None for c in candidates):
+        raise EdgeftError("; ".join(f"{c.name}: {c.error}" for c in candidates))
+    if judge.labels:
+        report = "; ".join(f"{c.name}: {c.describe()}" for c in candidates)
+        raise AccuracyBudgetError(f"no recipe stayed within --max-accuracy-drop {judge.max_drop:g} points "
+                                  f"(float accuracy {judge.float_accuracy:.2%}): {report}. Nothing was written.",
+                                  candidates)
+    kept = _closest(candidates)
+    log(f"warning: no recipe agreed with PyTorch on {100 - judge.max_drop:g}% of the unlabelled samples; kept the most "
+        f"agreeing one, {kept.name} ({kept.comparison.top1_agreement:.1%}). "  # type: ignore[union-attr]
+        "Pass labelled data to measure accuracy.")
+    return done(kept)
+
+
+def fastest(pre: Preflight, builder: Builder, latency_sets: list[Feeds], threads: int, log: Log,
+            min_time: float = 1.0) -> Selection:
+    """Every candidate the preflight allows, measured (with head-refit twins and a repair of the
+    static ones where none meets the budget); the fastest within the budget is kept, never one
+    slower than float, ties (within 3%) broken by size."""
+    from edgeft.export.latency import time_models
+
+    began = time.perf_counter()
+    candidates: list[Candidate] = []
+    for verdict in pre.candidates:
+        candidates += builder.build_with_refit(verdict.recipe, verdict.why, verdict.status)
+    static = [c for c in candidates if c.recipe.mode == "static" and c.status == TRY and c.error is None]
+    repair_info = None
+    if static and not any(c.within_budget for c in static):
+        base = next((c for c in static if c.recipe.per_channel and c.recipe.calibration_method == "minmax"
+                     and c.recipe.activation_type == "uint8" and not c.recipe.head_refit), static[0])
+        log(f"no static candidate met the budget: sensitivity repair of {base.name}")
+        repaired, repair_info = repair(builder, base, log)
+        if repaired is not None:
+            candidates.append(repaired)
+    timed = {f"c{i}": c for i, c in enumerate(candidates)
+             if c.path is not None and (c.within_budget or c.status == MEASURE_ONLY)}
+    log(f"timing {len(timed)} candidates on this CPU (batch 1, {threads} threads, interleaved blocks)")
+    latencies = time_models({k: c.path for k, c in timed.items()}, latency_sets, threads, min_time=min_time)  # type: ignore[misc]
+    for key, stats in latencies.items():
+        timed[key].latency_ms, timed[key].latency_p90_ms = stats.p50, stats.p90
+    eligible = [c for c in candidates if c.eligible and c.latency_ms is not None]
+    best = min(c.latency_ms for c in eligible)  # type: ignore[type-var]
+    float_ms = next((c.latency_ms for c in eligible if c.recipe.mode == "none"), None)
+    ties = [c for c in eligible if c.latency_ms <= best * (1 + SAME_SPEED)  # type: ignore[operator]
+            and (float_ms is None or c.latency_ms <= float_ms)]  # never slower than float
+    chosen = min(ties, key=lambda c: (c.size_bytes, c.latency_ms))
+    chosen.chosen = True
+    _verdicts(candidates, chosen, builder.judge, "the fastest variant within", pre)
+    return Selection("fastest", candidates, chosen, builder.judge, repair_info, time.perf_counter() - began, pre)
+
+
+def _verdicts(candidates: list[Candidate], chosen: Candidate, judge: Judge, rule: str,
+              pre: Preflight | None = None) -> None:
+    for c in candidates:
+        if c.chosen:
+            timing = f" ({c.latency_ms:.2f} ms, {c.size_bytes / 1e6:.1f} MB)" if c.latency_ms else ""
+            c.verdict = f"chosen: {rule} {judge.budget()}{timing}"
+        elif c.error:
+            c.verdict = f"not built: {c.error}"
+        elif c.status == MEASURE_ONLY:
+            twin = next((o for o in candidates if o.recipe == replace(c.recipe, reduce_range=True) and o.latency_ms), None)
+            fix = (f"; reduce_range fixes it at {c.latency_ms / twin.latency_ms:.2f}x the latency"  # type: ignore[operator]
+                   if twin and c.latency_ms and twin.within_budget else "")
+            where = "this AVX2 CPU without VNNI" if pre is not None and pre.cpu.u8s8_saturates else "this CPU"
+            c.verdict = f"{c.name}: {c.describe()} on {where} (saturation risk: never kept){fix}"
+        elif not c.within_budget:
+            c.verdict = f"{c.name}: outside the budget ({judge.budget()}): {c.describe()}"
+        elif c.latency_ms is not None and chosen.latency_ms:
+            c.verdict = (f"{c.name}: within the budget but slower: {c.latency_ms:.2f} ms, "
+                         f"{c.latency_ms / chosen.latency_ms:.2f}x the chosen")
+        else:
+            c.verdict = f"{c.name}: within the budget; not tried first"
