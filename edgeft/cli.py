@@ -204,7 +204,14 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
 @click.option("--target", "-t", default="cpu", show_default=True,
               help="The device class the bundle is made for: cpu (this machine), arm64 (phones and boards) or "
                    "x86-vnni. It decides the INT8 recipes (8-bit weights where kernels are exact), the numerics "
-                   "that judge accuracy (exact int8 simulated here when this CPU differs) and the golden vectors.")
+                   "that judge accuracy (exact int8 simulated here when this CPU differs) and the golden vectors. "
+                   "qemu-arm64 or ssh://[user@]host[:port]: as arm64 (or the CPU read there), and the kept "
+                   "candidate must also meet the budget on --confirm-samples run on that device.")
+@click.option("--confirm-samples", default=128, show_default=True, type=int,
+              help="Held-out samples a qemu-arm64 or ssh:// target runs each kept candidate on.")
+@click.option("--ssh-config", type=click.Path(exists=True, dir_okay=False), help="ssh_config file for an ssh:// target.")
+@click.option("--remote-python", default="python3", show_default=True,
+              help="Python on an ssh:// target, with numpy and onnxruntime.")
 @click.option("--head-refit", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="For a run whose backbone was frozen: the head kept in float and refitted on the quantized "
                    "backbone's own features of the training split. auto: tried where the trained head misses "

@@ -187,6 +187,14 @@ class OrtRunner(TimedRunner):
         logits = self.session.run(None, feeds)[0]
         return {"logits": np.asarray(logits, dtype=np.float64).tolist()}
 
+    def outputs(self, key: str) -> dict[str, Any]:
+        """The first output of each input set of ``key``, in set order: a candidate's numerics as
+        this device computes them (export's confirmation)."""
+        names = [i.name for i in self.session.get_inputs()]
+        sets = sorted({k.split("/")[1] for k in self.feeds if k.startswith(key + "/")}, key=int)
+        rows = [self.session.run(None, {n: self.feeds[f"{key}/{s}/{n}"] for n in names})[0] for s in sets]
+        return {"logits": np.concatenate(rows).astype(np.float64).tolist()}
+
     def stats(self) -> dict[str, Any]:
         return {"peak_rss_bytes": peak_rss_bytes()}
 
@@ -209,7 +217,7 @@ def serve(runner: Any, stdin: Any = None, stdout: Any = None) -> None:
             if command == "quit":
                 send({"ok": True})
                 return
-            if command not in ("load", "prepare", "time", "golden", "stats"):
+            if command not in ("load", "prepare", "time", "golden", "outputs", "stats"):
                 raise ValueError(f"unknown command {command!r}")
             send({"ok": True, **getattr(runner, command)(**request)})
         except Exception as exc:  # reported to the driver, which names the bundle and the step

@@ -10,9 +10,10 @@ from edgeft.runtime.cpu import CpuInfo, cpu_info
 def target_cpu(target: str, bundle: Path | None) -> tuple[CpuInfo, str | None, list[str] | None]:
     """CPU facts, onnxruntime version and providers of ``target``; remote targets need a bundle
     to start the runner with (None for this machine: read here)."""
+    from edgeft.export.device import is_device
     from edgeft.export.targets import TARGETS, resolve_target
 
-    if target in TARGETS:
+    if target in TARGETS and not is_device(target):
         return resolve_target(target).cpu, None, None
     if bundle is None:
         from edgeft.errors import UsageError

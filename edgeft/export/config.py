@@ -121,18 +121,22 @@ class ExportConfig:
     seed: int = 0
     target: str = "cpu"  # the device class the bundle is made for (edgeft.export.targets)
     head_refit: str = "auto"  # a frozen backbone's head refitted on its quantized features: auto | always | never
+    confirm_samples: int = 128  # held-out samples a device target (qemu-arm64, ssh://) runs each kept candidate on
+    ssh_config: str | None = None  # for an ssh:// target
+    remote_python: str = "python3"  # on an ssh:// target (needs numpy and onnxruntime there)
 
     def __post_init__(self) -> None:
         # validates both (auto: the doctor picks among measured candidates)
         QuantizeRecipe(mode="none" if self.auto else self.quantize, calibration_method=self.calibration_method)
-        from edgeft.export.targets import TARGETS
+        from edgeft.export.targets import check_target
 
-        TARGETS.get(self.target)  # an unknown target is named with the known ones
+        check_target(self.target)  # an unknown target is named with the known ones
         checks = [
             (self.calibration_samples >= 1, "--calibration-samples must be at least 1"),
             (self.max_accuracy_drop >= 0, "--max-accuracy-drop must be 0 or more (points)"),
             (self.opset is None or 14 <= self.opset <= 23, "--opset must be between 14 and 23"),
             (self.eval_samples >= 1, "--eval-samples must be at least 1"),
+            (self.confirm_samples >= 1, "--confirm-samples must be at least 1"),
             (self.head_refit in HEAD_REFIT, f"--head-refit must be one of {', '.join(HEAD_REFIT)}"),
         ]
         for ok, message in checks:

@@ -19,16 +19,17 @@ from edgeft.errors import EdgeftError, UsageError
 from edgeft.export.cache import Cache
 from edgeft.export.bundle import BundleWriter, check_destination
 from edgeft.export.config import ExportConfig, QuantizeRecipe
+from edgeft.export.device import Device, MissingOperatorError, is_device
 from edgeft.export.convert import DEFAULT_OPSET, to_onnx
 from edgeft.export.golden import pick, write_golden
 from edgeft.export.inputs import Feeds, InputMaker
 from edgeft.export.quantize import quantize_graph
 from edgeft.export.refit import HeadRefit
 from edgeft.export.source import ExportSource, load_source
-from edgeft.export.targets import QuantTarget, resolve_target
+from edgeft.export.targets import QuantTarget, device_target, resolve_target
 from edgeft.export.optimize import op_counts, optimize_graph
 from edgeft.export.preflight import preflight
-from edgeft.export.select import AccuracyBudgetError, Builder, Judge, Selection, fastest, with_fallbacks
+from edgeft.export.select import AccuracyBudgetError, Builder, Candidate, Judge, Selection, fastest, with_fallbacks
 from edgeft.export.selection_report import write_selection_report
 from edgeft.export.verify import FLOAT_TOLERANCE, accuracy, check_parity, onnx_logits, torch_logits
 from edgeft.manifest import MODEL, TOKENIZER, Manifest, TensorSpec, sha256_file, write_manifest
@@ -122,7 +123,9 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
     start = time.perf_counter()
     check_destination(config.output, config.force)
     cpu = cpu_info()
-    target = resolve_target(config.target, cpu)
+    device = _reach(config, log)  # before any work: an unreachable device is exit 2 with nothing written
+    target = (device_target(config.target, device.cpu, cpu) if device is not None and config.target.startswith("ssh://")
+              else resolve_target(config.target, cpu))  # type: ignore[arg-type]
     recipe = config.recipe(target, cpu)
     source = load_source(config.source, log)
     if target.name != "cpu":
@@ -161,7 +164,8 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
         judge = Judge(batches, reference, float_accuracy, held_out.labels, config.max_accuracy_drop, target.numerics)
         builder = Builder(float_path, work, calibration_batches, judge, log, refit, Cache() if config.auto else None)
         latency_sets = [maker.feeds([item]) for item in held_out.items[:8]]
-        selection = _select(config, recipe, builder, target, cpu, source.modality, latency_sets, log)
+        confirmer = _Confirmer(device, judge, held_out, maker, config.confirm_samples, log) if device else None
+        selection = _select(config, recipe, builder, target, cpu, source.modality, latency_sets, log, confirmer)
         selection.cautions = cautions
         chosen = selection.chosen
         chosen_path = chosen.path
@@ -169,8 +173,12 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
             shutil.copyfile(chosen_path, folder / MODEL)
             if source.tokenizer_json is not None:
                 (folder / TOKENIZER).write_text(source.tokenizer_json, encoding="utf-8")
-            golden_items = [held_out.items[i] for i in pick(chosen.logits)]
-            golden = write_golden(folder, folder / MODEL, maker, golden_items, chosen.recipe.mode, target.numerics)
+            picked = pick(chosen.logits[:confirmer.count] if confirmer else chosen.logits)  # type: ignore[index]
+            golden = write_golden(folder, folder / MODEL, maker, [held_out.items[i] for i in picked], chosen.recipe.mode,
+                                  target.numerics)
+            if confirmer is not None:
+                stored = np.load(folder / golden["file"])["logits"]
+                golden["device"] = confirmer.golden_check(chosen, picked, golden, stored, cautions)
             inputs, outputs = _tensor_specs(folder / MODEL)
             manifest = Manifest(
                 task=source.task, labels=source.labels, inputs=inputs, outputs=outputs,
@@ -238,12 +246,78 @@ def _head_refit(source: ExportSource, float_path: Path, maker: InputMaker, targe
     return HeadRefit(list(maker.batches(items, BATCH)), labels, target.numerics, always)
 
 
+def _reach(config: ExportConfig, log: Log) -> Device | None:
+    """The device of a ``qemu-arm64`` or ``ssh://`` target, reached and read; None for a profile."""
+    if not is_device(config.target):
+        return None
+    from edgeft.bench.targets import TargetOptions
+
+    device = Device(config.target, TargetOptions(ssh_config=config.ssh_config, remote_python=config.remote_python))
+    log(f"reaching {device.where} to read its CPU and onnxruntime")
+    cpu = device.probe()
+    log(f"device: {cpu.model} ({cpu.arch}), {device.runtime}")
+    return device
+
+
+class _Confirmer:
+    """A kept candidate run on the device over the first held-out samples: its accuracy (or
+    agreement) there must meet the same budget, against float's on the same samples."""
+
+    def __init__(self, device: Device, judge: Judge, held_out: _HeldOut, maker: InputMaker, samples: int,
+                 log: Log) -> None:
+        self.device, self.judge, self.log = device, judge, log
+        self.count = min(samples, len(held_out.items))
+        self.sets = [maker.feeds([item]) for item in held_out.items[:self.count]]
+        self.labels = held_out.labels[:self.count] if held_out.labels else None
+        self.float_accuracy = accuracy(judge.reference[:self.count], self.labels) if self.labels else None
+        self.outputs: dict[int, np.ndarray] = {}
+
+    def __call__(self, c: Candidate) -> bool:
+        where = self.device.where
+        self.log(f"confirming {c.name} on {where} ({self.count} held-out samples)")
+        began = time.perf_counter()
+        try:
+            logits = self.device.outputs(c.path, self.sets)  # type: ignore[arg-type]
+        except MissingOperatorError as exc:
+            c.confirmation = {"where": where, "within_budget": False, "error": str(exc), "summary": str(exc)}
+            self.log(f"not confirmed: {exc}")
+            return False
+        self.outputs[id(c)] = logits
+        sub = Judge([], self.judge.reference[:self.count], self.float_accuracy, self.labels, self.judge.max_drop)
+        probe = Candidate(c.recipe)
+        sub.judge(probe, logits)
+        gap = float(np.abs(logits - c.logits[:self.count]).max())  # type: ignore[index]
+        drop = (f"accuracy {probe.accuracy:.2%} (drop {probe.drop_points:+.2f} pts)" if probe.accuracy is not None
+                else f"top-1 agreement {probe.comparison.top1_agreement:.1%}")  # type: ignore[union-attr]
+        summary = f"{drop} on {self.count} samples; max abs diff {gap:.3g} to the {self.judge.numerics} numerics judged here"
+        c.confirmation = {"where": where, "runtime": self.device.runtime, "samples": self.count,
+                          "accuracy": probe.accuracy, "drop_points": probe.drop_points,
+                          "top1_agreement": probe.comparison.top1_agreement,  # type: ignore[union-attr]
+                          "max_abs_diff_to_judged": gap, "within_budget": probe.within_budget, "summary": summary,
+                          "seconds": round(time.perf_counter() - began, 1)}
+        self.log(("confirmed" if probe.within_budget else "not confirmed") + f" on {where}: {summary}")
+        return probe.within_budget
+
+    def golden_check(self, chosen: Candidate, picked: list[int], golden: dict[str, Any], stored: np.ndarray,
+                     cautions: list[str]) -> dict[str, Any]:
+        """The device's outputs for the golden samples against the stored ones (the judged
+        numerics): the golden tolerance must hold there, else a warning says so."""
+        device = self.outputs[id(chosen)][picked]
+        gap = float(np.abs(device - stored).max())
+        ok = gap <= golden["atol"] and device.argmax(-1).tolist() == golden["top1"]
+        if not ok:
+            cautions.append(f"the golden vectors differ from {self.device.where}'s outputs by {gap:.3g} "
+                            f"(tolerance {golden['atol']:.3g}): `edgeft verify` there will report it")
+            warnings.warn(cautions[-1], stacklevel=2)
+        return {"where": self.device.where, "runtime": self.device.runtime, "max_abs_diff": gap, "within_tolerance": ok}
+
+
 def _select(config: ExportConfig, recipe: QuantizeRecipe, builder: Builder, target: QuantTarget, host: CpuInfo,
-            modality: str, latency_sets: list[Feeds], log: Log) -> Selection:
+            modality: str, latency_sets: list[Feeds], log: Log, confirm: _Confirmer | None = None) -> Selection:
     """The requested recipe with its fallbacks, or for ``--quantize auto`` the fastest of the
-    candidates the target's preflight allows."""
+    candidates the target's preflight allows; with a device, the kept one is confirmed there."""
     if not config.auto:
-        return with_fallbacks(recipe, builder, log)
+        return with_fallbacks(recipe, builder, log, confirm)
     pre = preflight(target.cpu, modality, op_counts(builder.float_path),
                     dynamic_reduce_range=target.reduce_range("dynamic", host))
     for line in pre.findings:
@@ -251,6 +325,6 @@ def _select(config: ExportConfig, recipe: QuantizeRecipe, builder: Builder, targ
     if target.name != "cpu":
         log(f"latency is measured on this machine, not on {target.name}: the choice among accurate candidates "
             "follows this CPU's speed")
-    selection = fastest(pre, builder, latency_sets, target.cpu.cores, log)
+    selection = fastest(pre, builder, latency_sets, target.cpu.cores, log, confirm=confirm)
     log(f"chose {selection.chosen.name} ({selection.chosen.latency_ms:.2f} ms) in {selection.seconds:.0f} s")
     return selection

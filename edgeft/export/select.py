@@ -32,6 +32,7 @@ from edgeft.export.refit import HeadRefit
 from edgeft.export.verify import Comparison, accuracy, compare, onnx_logits
 
 Log = Callable[[str], None]
+Confirm = Callable[["Candidate"], bool]  # a device's verdict on a candidate within budget here
 REPAIR_PROBES = (1, 2, 4, 8, 16, 32)
 SAME_SPEED = 0.03  # latencies within 3% are a tie, broken by size
 
@@ -93,6 +94,7 @@ class Candidate:
     error: str | None = None
     verdict: str = ""
     seconds: float = 0.0
+    confirmation: dict[str, Any] | None = None  # on the target's device (edgeft.export.device)
     logits: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -115,7 +117,7 @@ class Candidate:
                 "chosen": self.chosen, "accuracy": self.accuracy, "drop_points": self.drop_points,
                 "size_bytes": self.size_bytes, "latency_ms": self.latency_ms, "latency_p90_ms": self.latency_p90_ms,
                 "cached": self.cached, "error": self.error, "verdict": self.verdict, "seconds": round(self.seconds, 2),
-                "nodes_excluded": self.info.get("nodes_excluded", []),
+                "nodes_excluded": self.info.get("nodes_excluded", []), "confirmation": self.confirmation,
                 **(self.comparison.to_dict() if self.comparison else {})}
 
 
@@ -241,9 +243,14 @@ def _closest(candidates: list[Candidate]) -> Candidate:
                                      c.comparison.top1_agreement, -c.comparison.max_abs_diff))  # type: ignore[union-attr]
 
 
-def with_fallbacks(recipe: QuantizeRecipe, builder: Builder, log: Log) -> Selection:
+def _confirmed(c: Candidate, confirm: Confirm | None) -> bool:
+    return c.eligible and (confirm is None or confirm(c))
+
+
+def with_fallbacks(recipe: QuantizeRecipe, builder: Builder, log: Log, confirm: Confirm | None = None) -> Selection:
     """The requested recipe, then its fallbacks (``QuantizeRecipe.fallbacks``) with the repair
-    ladders before the mode changes, until one is within the budget; that one is kept.
+    ladders before the mode changes, until one is within the budget (and, with ``confirm``, within
+    it on the target's device too); that one is kept.
 
     With labels a measured drop beyond the budget everywhere stops the export
     (``AccuracyBudgetError``). Without labels the most agreeing candidate is kept with a warning:
@@ -262,7 +269,7 @@ def with_fallbacks(recipe: QuantizeRecipe, builder: Builder, log: Log) -> Select
     for step in [r for r in chain if r.mode == recipe.mode]:
         built = builder.build_with_refit(step, "the requested recipe" if step == recipe else "a fallback")
         candidates += built
-        fit = next((c for c in built if c.eligible), None)
+        fit = next((c for c in built if _confirmed(c, confirm)), None)
         if fit is not None:
             return done(fit)
     if recipe.repairs:
@@ -272,20 +279,22 @@ def with_fallbacks(recipe: QuantizeRecipe, builder: Builder, log: Log) -> Select
             log(f"no {recipe.mode} recipe met the budget: sensitivity repair ({kind}) of {base.name}")  # type: ignore[union-attr]
             found, repair_info = repair(builder, base, log, kind)  # type: ignore[arg-type]
             candidates.append(found) if found is not None else None
-            if found is not None:
+            if found is not None and _confirmed(found, confirm):
                 return done(found)
     for step in [r for r in chain if r.mode != recipe.mode]:
         built = builder.build_with_refit(step, "the fallback to another mode")
         candidates += built
-        fit = next((c for c in built if c.eligible), None)
+        fit = next((c for c in built if _confirmed(c, confirm)), None)
         if fit is not None:
             return done(fit)
     if not any(c.comparison is not None for c in candidates):
         raise EdgeftError("; ".join(f"{c.name}: {c.error}" for c in candidates))
-    if judge.labels:
-        report = "; ".join(f"{c.name}: {c.describe()}" for c in candidates)
+    if judge.labels or confirm is not None:
+        report = "; ".join(f"{c.name}: {c.describe()}" + (f", on the device: {c.confirmation.get('summary')}"
+                                                          if c.confirmation else "") for c in candidates)
+        measured = f"float accuracy {judge.float_accuracy:.2%}" if judge.float_accuracy is not None else "no labels"
         raise AccuracyBudgetError(f"no recipe stayed within --max-accuracy-drop {judge.max_drop:g} points "
-                                  f"(float accuracy {judge.float_accuracy:.2%}): {report}. Nothing was written.",
+                                  f"({measured}): {report}. Nothing was written.",
                                   candidates)
     kept = _closest(candidates)
     log(f"warning: no recipe agreed with PyTorch on {100 - judge.max_drop:g}% of the unlabelled samples; kept the most "
@@ -295,10 +304,11 @@ def with_fallbacks(recipe: QuantizeRecipe, builder: Builder, log: Log) -> Select
 
 
 def fastest(pre: Preflight, builder: Builder, latency_sets: list[Feeds], threads: int, log: Log,
-            min_time: float = 1.0) -> Selection:
+            min_time: float = 1.0, confirm: Confirm | None = None) -> Selection:
     """Every candidate the preflight allows, measured (with head-refit twins and a repair of the
     static ones where none meets the budget); the fastest within the budget is kept, never one
-    slower than float, ties (within 3%) broken by size."""
+    slower than float, ties (within 3%) broken by size. With ``confirm``, candidates are offered
+    to the device in that order and the first it confirms is kept."""
     from edgeft.export.latency import time_models
 
     began = time.perf_counter()
@@ -321,11 +331,18 @@ def fastest(pre: Preflight, builder: Builder, latency_sets: list[Feeds], threads
     for key, stats in latencies.items():
         timed[key].latency_ms, timed[key].latency_p90_ms = stats.p50, stats.p90
     eligible = [c for c in candidates if c.eligible and c.latency_ms is not None]
-    best = min(c.latency_ms for c in eligible)  # type: ignore[type-var]
     float_ms = next((c.latency_ms for c in eligible if c.recipe.mode == "none"), None)
-    ties = [c for c in eligible if c.latency_ms <= best * (1 + SAME_SPEED)  # type: ignore[operator]
-            and (float_ms is None or c.latency_ms <= float_ms)]  # never slower than float
-    chosen = min(ties, key=lambda c: (c.size_bytes, c.latency_ms))
+    eligible = [c for c in eligible if float_ms is None or c.latency_ms <= float_ms]  # never slower than float
+    while True:
+        best = min(c.latency_ms for c in eligible)  # type: ignore[type-var]
+        ties = [c for c in eligible if c.latency_ms <= best * (1 + SAME_SPEED)]  # type: ignore[operator]
+        chosen = min(ties, key=lambda c: (c.size_bytes, c.latency_ms))
+        if confirm is None or confirm(chosen):
+            break
+        eligible.remove(chosen)
+        if not eligible:
+            raise AccuracyBudgetError("no candidate within the budget here was confirmed on the device: " + "; ".join(
+                f"{c.name}: {c.confirmation.get('summary')}" for c in candidates if c.confirmation), candidates)
     chosen.chosen = True
     _verdicts(candidates, chosen, builder.judge, "the fastest variant within", pre)
     return Selection("fastest", candidates, chosen, builder.judge, repair_info, time.perf_counter() - began, pre)
@@ -347,6 +364,8 @@ def _verdicts(candidates: list[Candidate], chosen: Candidate, judge: Judge, rule
             c.verdict = f"{c.name}: {c.describe()} on {where} (saturation risk: never kept){fix}"
         elif not c.within_budget:
             c.verdict = f"{c.name}: outside the budget ({judge.budget()}): {c.describe()}"
+        elif c.confirmation is not None and not c.confirmation.get("within_budget"):
+            c.verdict = f"{c.name}: within the budget here, not on the device: {c.confirmation.get('summary')}"
         elif c.latency_ms is not None and chosen.latency_ms:
             c.verdict = (f"{c.name}: within the budget but slower: {c.latency_ms:.2f} ms, "
                          f"{c.latency_ms / chosen.latency_ms:.2f}x the chosen")

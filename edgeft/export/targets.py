@@ -10,15 +10,20 @@ numerics that judge a candidate's accuracy on this machine:
   8-bit weights there; dynamic recipes keep 7-bit weights unless this machine computes them
   exactly too, because their MatMulInteger kernels cannot be simulated here.
 
+A target may also name a device to confirm on (``qemu-arm64``, ``ssh://[user@]host[:port]``,
+``edgeft.export.device``): its CPU is read there, and the candidate kept must also meet the budget
+on a sample of the held-out set run with the device's own onnxruntime.
+
 The rules live here and nowhere else, one preset per target (as optimum's
 ``AutoQuantizationConfig.arm64()/avx2()/avx512_vnni()``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
+from edgeft.errors import UnknownNameError
 from edgeft.registry import Registry
 from edgeft.runtime.cpu import CpuInfo, cpu_info
 
@@ -33,6 +38,7 @@ class QuantTarget:
     description: str
     cpu: CpuInfo
     numerics: str
+    device: str | None = None  # the bench target that confirms (edgeft.export.device)
 
     def __post_init__(self) -> None:
         if self.numerics not in NUMERICS:
@@ -53,7 +59,7 @@ class QuantTarget:
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "description": self.description, "numerics": self.numerics,
-                "cpu": self.cpu.to_dict()}
+                "cpu": self.cpu.to_dict(), "device": self.device}
 
 
 def _exact_numerics(host: CpuInfo) -> str:
@@ -81,6 +87,33 @@ def _x86_vnni(host: CpuInfo) -> QuantTarget:
     return QuantTarget("x86-vnni", "x86 CPUs with VNNI: exact int8 arithmetic", cpu, _exact_numerics(host))
 
 
+@TARGETS.register("qemu-arm64")
+def _qemu_arm64(host: CpuInfo) -> QuantTarget:
+    arm = _arm64(host)
+    return replace(arm, name="qemu-arm64", device="qemu-arm64",
+                   description=arm.description + "; confirmed under emulation (QEMU, onnxruntime's aarch64 wheel)")
+
+
+def check_target(name: str) -> None:
+    """An unknown target: one UsageError naming the known ones."""
+    if name.startswith("ssh://"):
+        return
+    try:
+        TARGETS.get(name)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{str(exc)[:-1]}; or ssh://[user@]host[:port].") from None
+
+
 def resolve_target(name: str, host: CpuInfo | None = None) -> QuantTarget:
     """The target registered as ``name`` (an UnknownNameError lists the known ones)."""
     return TARGETS.get(name)(host or cpu_info())
+
+
+def device_target(spec: str, device_cpu: CpuInfo, host: CpuInfo) -> QuantTarget:
+    """The target of a device read over ``spec`` (its CPU as its runner reports it): its kernels'
+    rules, judged here with simulated exact numerics where they are exact, and confirmed there."""
+    exact = not device_cpu.u8s8_saturates
+    numerics = _exact_numerics(host) if exact else "host"
+    kind = "exact int8 arithmetic" if exact else "u8s8 kernels that saturate with 8-bit weights"
+    return QuantTarget(spec, f"{device_cpu.model} ({device_cpu.arch}), read over {spec}: {kind}", device_cpu,
+                       numerics, device=spec)

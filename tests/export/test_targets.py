@@ -30,7 +30,7 @@ def test_unknown_target_is_one_line_with_the_known_ones(image_run, tmp_path):
     result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / "b"), "--target", "arm"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.strip() == ("Error: unknown target 'arm'. Did you mean 'arm64'? "
-                                     "Known: arm64, cpu, x86-vnni.")
+                                     "Known: arm64, cpu, qemu-arm64, x86-vnni; or ssh://[user@]host[:port].")
     assert not (tmp_path / "b").exists()
 
 
