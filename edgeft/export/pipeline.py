@@ -132,6 +132,9 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
         log(f"target {target.name}: {target.description}; accuracy judged with "
             + ("this machine's kernels" if target.numerics == "host" else
                "exact int8 arithmetic simulated here (the QDQ graph run unfused)"))
+        if target.simulated and device is None:
+            log("not confirmed on a device: the simulation can differ from the device by a few samples; "
+                "--target qemu-arm64 or ssh://host confirms the kept candidate there")
     calibration = _calibration_items(config, source)
     if recipe.mode == "static" and not calibration:
         raise UsageError(f"--quantize static needs calibration samples: {config.source} has no training data; "

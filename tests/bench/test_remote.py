@@ -170,5 +170,8 @@ def test_doctor_reads_the_emulated_target_for_a_bundle(image_bundle):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["cpu"]["arch"] == "aarch64"
+    from edgeft.export.targets import resolve_target
+
+    assert report["cpu"] != resolve_target("qemu-arm64").cpu.to_dict()  # read there, not the ARM64 profile
     statuses = {v["recipe"]: v["status"] for v in report["verdicts"]}
     assert statuses["static u8s8 per-channel minmax"] == "try"  # 8-bit weights are exact on ARM
