@@ -82,11 +82,11 @@ def avx2_host(monkeypatch):
     from edgeft.runtime.cpu import CpuInfo
 
     cpu = CpuInfo(**AVX2_HOST_CPU)
-    import edgeft.doctor.target
     import edgeft.export.pipeline
+    import edgeft.export.targets
 
     monkeypatch.setattr(edgeft.export.pipeline, "cpu_info", lambda: cpu)
-    monkeypatch.setattr(edgeft.doctor.target, "cpu_info", lambda: cpu)
+    monkeypatch.setattr(edgeft.export.targets, "cpu_info", lambda: cpu)  # the doctor's `--target cpu`
     return cpu
 
 

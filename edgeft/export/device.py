@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from edgeft.errors import DeviceError, TargetError, UsageError
-from edgeft.export.inputs import Feeds
+from edgeft.export.inputs import Feeds, InputMaker
+from edgeft.export.select import Candidate, Judge
+from edgeft.export.verify import accuracy
 from edgeft.runtime.cpu import CpuInfo
 
 DEVICE_TARGETS = ("qemu-arm64",)  # and ssh://[user@]host[:port]
@@ -42,12 +46,12 @@ def _probe_model(path: Path) -> Path:
 
 @dataclass
 class Device:
-    """A bench target used by export; ``cpu`` and ``runtime`` are read there by ``probe``."""
+    """A bench target used by export and the doctor; ``cpu`` and ``fingerprint`` are read there by ``probe``."""
 
     spec: str
     options: Any = None  # edgeft.bench.TargetOptions: the ssh config and remote Python, the emulator's root
     cpu: CpuInfo | None = field(default=None, init=False)
-    runtime: str = field(default="", init=False)
+    fingerprint: dict[str, Any] = field(default_factory=dict, init=False)  # the runner's, read by probe
 
     def __post_init__(self) -> None:
         from edgeft.bench.targets import resolve_target
@@ -57,6 +61,14 @@ class Device:
     @property
     def where(self) -> str:
         return self.target.where
+
+    @property
+    def runtime_version(self) -> str:
+        return self.fingerprint.get("runtime_version", "")
+
+    @property
+    def runtime(self) -> str:
+        return f"{self.fingerprint['runtime']} {self.runtime_version}" if self.fingerprint else ""
 
     def _session(self, model: Path, sets: list[Feeds], work: Path, action: Callable[[Any], Any]) -> Any:
         from edgeft.bench.feeds import write_feeds
@@ -83,9 +95,9 @@ class Device:
                                    lambda p: p.ready["fingerprint"])
             except TargetError as exc:
                 raise DeviceError(f"--target {self.spec}: cannot reach the device: {exc}") from None
+        self.fingerprint = fp
         self.cpu = CpuInfo(arch=fp["arch"], model=fp["cpu"], cores=fp["logical_cores"],
                            features=tuple(fp["cpu_features"]), ident=fp.get("cpu_id", ""))
-        self.runtime = f"{fp['runtime']} {fp['runtime_version']}"
         return self.cpu
 
     def outputs(self, model: Path, sets: list[Feeds], threads: int = 0) -> np.ndarray:
@@ -107,3 +119,54 @@ class Device:
 
         with tempfile.TemporaryDirectory(prefix="edgeft-device-") as tmp:
             return self._session(model, sets, Path(tmp), run)
+
+
+class Confirmer:
+    """A candidate kept here, run on the device over the first held-out samples: its accuracy (or
+    agreement) there must meet the same budget, against float's on the same samples."""
+
+    def __init__(self, device: Device, judge: Judge, items: Sequence[str], maker: InputMaker, samples: int,
+                 log: Callable[[str], None]) -> None:
+        self.device, self.log, self.numerics = device, log, judge.numerics
+        self.count = min(samples, len(items))
+        self.sets = [maker.feeds([item]) for item in items[:self.count]]
+        labels = judge.labels[:self.count] if judge.labels else None
+        reference = judge.reference[:self.count]
+        self.judge = Judge([], reference, accuracy(reference, labels) if labels else None, labels, judge.max_drop)
+        self.outputs: dict[int, np.ndarray] = {}  # by id() of the candidate
+
+    def __call__(self, c: Candidate) -> bool:
+        where = self.device.where
+        self.log(f"confirming {c.name} on {where} ({self.count} held-out samples)")
+        began = time.perf_counter()
+        try:
+            logits = self.device.outputs(c.path, self.sets)  # type: ignore[arg-type]
+        except MissingOperatorError as exc:
+            c.confirmation = {"where": where, "within_budget": False, "error": str(exc), "summary": str(exc)}
+            self.log(f"not confirmed: {exc}")
+            return False
+        self.outputs[id(c)] = logits
+        v = self.judge.verdict(logits)
+        gap = float(np.abs(logits - c.logits[:self.count]).max())  # type: ignore[index]
+        summary = (f"{v.describe()} on {self.count} samples; max abs diff {gap:.3g} to the {self.numerics} numerics "
+                   "judged here")
+        c.confirmation = {"where": where, "runtime": self.device.runtime, "samples": self.count,
+                          "accuracy": v.accuracy, "drop_points": v.drop_points,
+                          "top1_agreement": v.comparison.top1_agreement, "max_abs_diff_to_judged": gap,
+                          "within_budget": v.within_budget, "summary": summary,
+                          "seconds": round(time.perf_counter() - began, 1)}
+        self.log(("confirmed" if v.within_budget else "not confirmed") + f" on {where}: {summary}")
+        return v.within_budget
+
+    def golden_check(self, chosen: Candidate, picked: list[int], golden: dict[str, Any], stored: np.ndarray,
+                     cautions: list[str]) -> dict[str, Any]:
+        """The device's outputs for the golden samples against the stored ones (the judged
+        numerics): the golden tolerance must hold there, else a warning says so."""
+        device = self.outputs[id(chosen)][picked]
+        gap = float(np.abs(device - stored).max())
+        ok = gap <= golden["atol"] and device.argmax(-1).tolist() == golden["top1"]
+        if not ok:
+            cautions.append(f"the golden vectors differ from {self.device.where}'s outputs by {gap:.3g} "
+                            f"(tolerance {golden['atol']:.3g}): `edgeft verify` there will report it")
+            warnings.warn(cautions[-1], stacklevel=2)
+        return {"where": self.device.where, "runtime": self.device.runtime, "max_abs_diff": gap, "within_tolerance": ok}

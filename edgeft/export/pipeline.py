@@ -6,7 +6,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,21 +15,20 @@ import numpy as np
 from edgeft import __version__
 from edgeft.data import sample_data_path
 from edgeft.data.unlabelled import read_samples
-from edgeft.errors import EdgeftError, UsageError
+from edgeft.errors import UsageError
 from edgeft.export.cache import Cache
 from edgeft.export.bundle import BundleWriter, check_destination
 from edgeft.export.config import ExportConfig, QuantizeRecipe
-from edgeft.export.device import Device, MissingOperatorError, is_device
+from edgeft.export.device import Confirmer, Device, is_device
 from edgeft.export.convert import DEFAULT_OPSET, to_onnx
 from edgeft.export.golden import pick, write_golden
 from edgeft.export.inputs import Feeds, InputMaker
-from edgeft.export.quantize import quantize_graph
 from edgeft.export.refit import HeadRefit
 from edgeft.export.source import ExportSource, load_source
 from edgeft.export.targets import QuantTarget, device_target, resolve_target
 from edgeft.export.optimize import op_counts, optimize_graph
 from edgeft.export.preflight import preflight
-from edgeft.export.select import AccuracyBudgetError, Builder, Candidate, Judge, Selection, fastest, with_fallbacks
+from edgeft.export.select import Builder, Judge, Selection, fastest, with_fallbacks
 from edgeft.export.selection_report import write_selection_report
 from edgeft.export.verify import FLOAT_TOLERANCE, accuracy, check_parity, onnx_logits, torch_logits
 from edgeft.manifest import MODEL, TOKENIZER, Manifest, TensorSpec, sha256_file, write_manifest
@@ -167,7 +166,7 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
         judge = Judge(batches, reference, float_accuracy, held_out.labels, config.max_accuracy_drop, target.numerics)
         builder = Builder(float_path, work, calibration_batches, judge, log, refit, Cache() if config.auto else None)
         latency_sets = [maker.feeds([item]) for item in held_out.items[:8]]
-        confirmer = _Confirmer(device, judge, held_out, maker, config.confirm_samples, log) if device else None
+        confirmer = Confirmer(device, judge, held_out.items, maker, config.confirm_samples, log) if device else None
         selection = _select(config, recipe, builder, target, cpu, source.modality, latency_sets, log, confirmer)
         selection.cautions = cautions
         chosen = selection.chosen
@@ -262,61 +261,8 @@ def _reach(config: ExportConfig, log: Log) -> Device | None:
     return device
 
 
-class _Confirmer:
-    """A kept candidate run on the device over the first held-out samples: its accuracy (or
-    agreement) there must meet the same budget, against float's on the same samples."""
-
-    def __init__(self, device: Device, judge: Judge, held_out: _HeldOut, maker: InputMaker, samples: int,
-                 log: Log) -> None:
-        self.device, self.judge, self.log = device, judge, log
-        self.count = min(samples, len(held_out.items))
-        self.sets = [maker.feeds([item]) for item in held_out.items[:self.count]]
-        self.labels = held_out.labels[:self.count] if held_out.labels else None
-        self.float_accuracy = accuracy(judge.reference[:self.count], self.labels) if self.labels else None
-        self.outputs: dict[int, np.ndarray] = {}
-
-    def __call__(self, c: Candidate) -> bool:
-        where = self.device.where
-        self.log(f"confirming {c.name} on {where} ({self.count} held-out samples)")
-        began = time.perf_counter()
-        try:
-            logits = self.device.outputs(c.path, self.sets)  # type: ignore[arg-type]
-        except MissingOperatorError as exc:
-            c.confirmation = {"where": where, "within_budget": False, "error": str(exc), "summary": str(exc)}
-            self.log(f"not confirmed: {exc}")
-            return False
-        self.outputs[id(c)] = logits
-        sub = Judge([], self.judge.reference[:self.count], self.float_accuracy, self.labels, self.judge.max_drop)
-        probe = Candidate(c.recipe)
-        sub.judge(probe, logits)
-        gap = float(np.abs(logits - c.logits[:self.count]).max())  # type: ignore[index]
-        drop = (f"accuracy {probe.accuracy:.2%} (drop {probe.drop_points:+.2f} pts)" if probe.accuracy is not None
-                else f"top-1 agreement {probe.comparison.top1_agreement:.1%}")  # type: ignore[union-attr]
-        summary = f"{drop} on {self.count} samples; max abs diff {gap:.3g} to the {self.judge.numerics} numerics judged here"
-        c.confirmation = {"where": where, "runtime": self.device.runtime, "samples": self.count,
-                          "accuracy": probe.accuracy, "drop_points": probe.drop_points,
-                          "top1_agreement": probe.comparison.top1_agreement,  # type: ignore[union-attr]
-                          "max_abs_diff_to_judged": gap, "within_budget": probe.within_budget, "summary": summary,
-                          "seconds": round(time.perf_counter() - began, 1)}
-        self.log(("confirmed" if probe.within_budget else "not confirmed") + f" on {where}: {summary}")
-        return probe.within_budget
-
-    def golden_check(self, chosen: Candidate, picked: list[int], golden: dict[str, Any], stored: np.ndarray,
-                     cautions: list[str]) -> dict[str, Any]:
-        """The device's outputs for the golden samples against the stored ones (the judged
-        numerics): the golden tolerance must hold there, else a warning says so."""
-        device = self.outputs[id(chosen)][picked]
-        gap = float(np.abs(device - stored).max())
-        ok = gap <= golden["atol"] and device.argmax(-1).tolist() == golden["top1"]
-        if not ok:
-            cautions.append(f"the golden vectors differ from {self.device.where}'s outputs by {gap:.3g} "
-                            f"(tolerance {golden['atol']:.3g}): `edgeft verify` there will report it")
-            warnings.warn(cautions[-1], stacklevel=2)
-        return {"where": self.device.where, "runtime": self.device.runtime, "max_abs_diff": gap, "within_tolerance": ok}
-
-
 def _select(config: ExportConfig, recipe: QuantizeRecipe, builder: Builder, target: QuantTarget, host: CpuInfo,
-            modality: str, latency_sets: list[Feeds], log: Log, confirm: _Confirmer | None = None) -> Selection:
+            modality: str, latency_sets: list[Feeds], log: Log, confirm: Confirmer | None = None) -> Selection:
     """The requested recipe with its fallbacks, or for ``--quantize auto`` the fastest of the
     candidates the target's preflight allows; with a device, the kept one is confirmed there."""
     if not config.auto:

@@ -45,6 +45,18 @@ class AccuracyBudgetError(EdgeftError):
         self.candidates = candidates
 
 
+@dataclass(frozen=True)
+class Verdict:
+    comparison: Comparison
+    accuracy: float | None
+    drop_points: float | None
+    within_budget: bool
+
+    def describe(self) -> str:
+        return (f"accuracy {self.accuracy:.2%} (drop {self.drop_points:+.2f} pts)" if self.accuracy is not None
+                else f"top-1 agreement {self.comparison.top1_agreement:.1%}")
+
+
 @dataclass
 class Judge:
     """The held-out samples, the references every candidate is compared with, and the budget."""
@@ -56,17 +68,21 @@ class Judge:
     max_drop: float
     numerics: str = "host"  # the target's (edgeft.export.targets): candidates run so here
 
-    def judge(self, candidate: "Candidate", logits: np.ndarray) -> None:
-        """Fill in ``candidate``'s agreement, accuracy and whether it is within the budget: the
+    def verdict(self, logits: np.ndarray) -> "Verdict":
+        """How ``logits`` compare with the reference, and whether they are within the budget: the
         drop in validation accuracy with labels, else the top-1 disagreement with PyTorch (which
         bounds the drop from above)."""
-        c = candidate
-        c.logits, c.comparison = logits, compare(self.reference, logits)
-        c.accuracy = accuracy(logits, self.labels) if self.labels else None
-        c.drop_points = (None if c.accuracy is None or self.float_accuracy is None
-                         else round((self.float_accuracy - c.accuracy) * 100, 4))
-        disagreement = (1.0 - c.comparison.top1_agreement) * 100
-        c.within_budget = (c.drop_points if c.drop_points is not None else disagreement) <= self.max_drop
+        comparison = compare(self.reference, logits)
+        acc = accuracy(logits, self.labels) if self.labels else None
+        drop = None if acc is None or self.float_accuracy is None else round((self.float_accuracy - acc) * 100, 4)
+        disagreement = (1.0 - comparison.top1_agreement) * 100
+        return Verdict(comparison, acc, drop, (drop if drop is not None else disagreement) <= self.max_drop)
+
+    def judge(self, candidate: "Candidate", logits: np.ndarray) -> None:
+        """Fill in ``candidate``'s figures from its ``logits``."""
+        v = self.verdict(logits)
+        candidate.logits, candidate.comparison, candidate.accuracy = logits, v.comparison, v.accuracy
+        candidate.drop_points, candidate.within_budget = v.drop_points, v.within_budget
 
     def budget(self) -> str:
         return (f"a drop of at most {self.max_drop:g} points of validation accuracy" if self.labels
@@ -278,9 +294,10 @@ def with_fallbacks(recipe: QuantizeRecipe, builder: Builder, log: Log, confirm: 
         for kind in recipe.repairs if base is not None else ():
             log(f"no {recipe.mode} recipe met the budget: sensitivity repair ({kind}) of {base.name}")  # type: ignore[union-attr]
             found, repair_info = repair(builder, base, log, kind)  # type: ignore[arg-type]
-            candidates.append(found) if found is not None else None
-            if found is not None and _confirmed(found, confirm):
-                return done(found)
+            if found is not None:
+                candidates.append(found)
+                if _confirmed(found, confirm):
+                    return done(found)
     for step in [r for r in chain if r.mode != recipe.mode]:
         built = builder.build_with_refit(step, "the fallback to another mode")
         candidates += built

@@ -114,8 +114,8 @@ def test_default_head_fit_reaches_the_optimum_of_its_objective(text_csv, tiny_be
     from edgeft.finetune.head_fit import HeadFitConfig, fit_linear_head
 
     fitted = finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "auto")))
-    epochs = finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "e3"),
-                                     epochs=3))
+    finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "e3"),
+                             epochs=3))
     metrics = read_json(tmp_path / "auto/metrics.json")
     assert fitted.epochs_run == 1 and metrics["epochs"][0]["head_fit"]["converged"]
     assert read_json(tmp_path / "auto/config.json")["hyperparameters"]["optimizer"].startswith("L-BFGS")
