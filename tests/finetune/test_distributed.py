@@ -67,7 +67,7 @@ def test_two_processes_train_the_same_weights_as_one(tiny_bert, text_csv, tmp_pa
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                            "--master-port", str(_free_port()), "-m", "edgeft", *args],
                           capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, "\n".join(l for l in proc.stderr.splitlines() if "rror" in l or "what" in l)[-4000:]
+    assert proc.returncode == 0, "\n".join(l for l in proc.stderr.splitlines() if "DEBUG" not in l)[-4000:]
     assert proc.stdout.count('"run_dir"') == 1, "only rank 0 reports"
     one, two = load_file(tmp_path / "one/model.safetensors"), load_file(tmp_path / "two/model.safetensors")
     assert set(one) == set(two)
