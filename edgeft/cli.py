@@ -204,7 +204,7 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
 @click.option("--target", "-t", default="cpu", show_default=True,
               help="The device class the bundle is made for: cpu (this machine), arm64 (phones and boards) or "
                    "x86-vnni. It decides the INT8 recipes (8-bit weights where kernels are exact), the numerics "
-                   "that judge accuracy (exact int8 simulated here when this CPU differs) and the golden vectors. "
+                   "that judge accuracy (exact int8 reproduced here when this CPU differs) and the golden vectors. "
                    "qemu-arm64 or ssh://[user@]host[:port]: as arm64 (or the CPU read there), and the kept "
                    "candidate must also meet the budget on --confirm-samples run on that device.")
 @click.option("--confirm-samples", default=128, show_default=True, type=int,
@@ -216,6 +216,10 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
               help="For a run whose backbone was frozen: the head kept in float and refitted on the quantized "
                    "backbone's own features of the training split. auto: tried where the trained head misses "
                    "--max-accuracy-drop; always: every INT8 recipe; never.")
+@click.option("--qat", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="For a run that trained backbone groups: those groups (and the head) fine-tuned briefly under "
+                   "fake quantization of the recipe, then quantized. auto: tried where a static recipe misses "
+                   "--max-accuracy-drop; always: every static recipe; never.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def export(source: str, output: str, as_json: bool, **options: Any) -> None:
@@ -296,8 +300,12 @@ def verify(bundle: str, providers: tuple[str, ...], threads: int, as_json: bool)
     model = EdgeModel.load(bundle, providers=providers or None, threads=threads)
     check = model.check_golden()
     mismatch = model.kernel_mismatch()
-    simulated = (EdgeModel.load(bundle, providers=providers or None, threads=threads, optimization="none").check_golden()
-                 if mismatch else None)
+    simulated = None
+    if mismatch:  # the target's exact int8, reproduced here (edgeft.export.exact_int8)
+        from edgeft.export.verify import session
+
+        exact = session(model.path / model.manifest.model_file, threads, "simulated")
+        simulated = EdgeModel(model.path, model.manifest, exact).check_golden()
     if as_json:
         _print_json({**check.to_dict(), "kernel_mismatch": mismatch,
                      "simulated_target": simulated.to_dict() if simulated else None})
@@ -306,7 +314,7 @@ def verify(bundle: str, providers: tuple[str, ...], threads: int, as_json: bool)
                    f"{check.max_abs_diff:.3g} (tolerance {check.atol:.3g}), top-1 agreement {check.top1_agreement:.0%}")
         if mismatch and simulated:
             click.echo(f"{mismatch}: max diff {check.max_abs_diff:.3g} against the target's outputs; with the target's "
-                       f"exact int8 simulated here (QDQ unfused) the bundle is {'intact' if simulated.ok else 'NOT intact'} "
+                       f"exact int8 reproduced here the bundle is {'intact' if simulated.ok else 'NOT intact'} "
                        f"(max diff {simulated.max_abs_diff:.3g}). Verify on the target itself.")
     if not check.ok or mismatch:
         sys.exit(1)

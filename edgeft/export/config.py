@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from edgeft.errors import UsageError
 from edgeft.manifest import QUANTIZATION_MODES
-from edgeft.runtime.cpu import CpuInfo
 
 if TYPE_CHECKING:
     from edgeft.export.targets import QuantTarget
@@ -35,6 +34,7 @@ class QuantizeRecipe:
     weight_type: str = "int8"
     activation_type: str = "uint8"
     head_refit: bool = False  # the head kept in float and refitted on the quantized features (frozen runs, static)
+    qat: bool = False  # quantized from a quantization-aware fine-tune of the trained groups (edgeft.export.qat)
 
     def __post_init__(self) -> None:
         if self.mode not in QUANTIZATION_MODES:
@@ -54,15 +54,20 @@ class QuantizeRecipe:
 
     def fallbacks(self) -> list["QuantizeRecipe"]:
         """This recipe, then the ones tried when it misses the accuracy budget: per-channel
-        weights; first and last layers kept in float; for static, then dynamic quantization. The
+        weights; where 7-bit weights keep u8s8 kernels from saturating, exact 8-bit weights stored as
+        uint8; first and last layers kept in float; for static, then dynamic quantization. The
         selection runs the repair ladders (``repairs``) before leaving the requested mode, and
-        a frozen backbone's head-refit twins beside each (``edgeft.export.select``)."""
+        a frozen backbone's head-refit twins (or a trained one's quantization-aware twins) beside
+        each (``edgeft.export.select``)."""
         if not self.quantized:
             return [self]
         chain = [self]
         if not self.per_channel:
             chain.append(replace(self, per_channel=True))
-        chain.append(replace(chain[-1], exclude_first_last=True))
+        per_channel = chain[-1]
+        if self.mode == "static" and self.reduce_range:  # exact 8-bit weights where u8s8 would saturate
+            chain.append(replace(per_channel, reduce_range=False, weight_type="uint8"))
+        chain.append(replace(per_channel, exclude_first_last=True))
         if self.mode == "static":
             chain.append(replace(self, mode="dynamic", per_channel=True, exclude_first_last=False))
         return chain
@@ -97,6 +102,8 @@ class QuantizeRecipe:
             parts.append(f"{self.repair_nodes} sensitive node{'s' if self.repair_nodes > 1 else ''} {self.repair}")
         if self.head_refit:
             parts.append("head refit")
+        if self.qat:
+            parts.append("quantization-aware")
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,6 +128,7 @@ class ExportConfig:
     seed: int = 0
     target: str = "cpu"  # the device class the bundle is made for (edgeft.export.targets)
     head_refit: str = "auto"  # a frozen backbone's head refitted on its quantized features: auto | always | never
+    qat: str = "auto"  # a quantization-aware fine-tune of the groups a run trained: auto | always | never
     confirm_samples: int = 128  # held-out samples a device target (qemu-arm64, ssh://) runs each kept candidate on
     ssh_config: str | None = None  # for an ssh:// target
     remote_python: str = "python3"  # on an ssh:// target (needs numpy and onnxruntime there)
@@ -138,6 +146,7 @@ class ExportConfig:
             (self.eval_samples >= 1, "--eval-samples must be at least 1"),
             (self.confirm_samples >= 1, "--confirm-samples must be at least 1"),
             (self.head_refit in HEAD_REFIT, f"--head-refit must be one of {', '.join(HEAD_REFIT)}"),
+            (self.qat in HEAD_REFIT, f"--qat must be one of {', '.join(HEAD_REFIT)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -147,13 +156,13 @@ class ExportConfig:
     def auto(self) -> bool:
         return self.quantize == "auto"
 
-    def recipe(self, target: QuantTarget, host: CpuInfo) -> QuantizeRecipe:
+    def recipe(self, target: QuantTarget) -> QuantizeRecipe:
         """The requested recipe for ``target`` (for ``auto``, the float graph the candidates are
         measured against)."""
         mode = "none" if self.auto else self.quantize
         int8 = mode in ("dynamic", "static")
         return QuantizeRecipe(mode=mode, per_channel=self.per_channel and int8,
-                              reduce_range=target.reduce_range(mode, host), calibration_method=self.calibration_method)
+                              reduce_range=target.reduce_range(mode), calibration_method=self.calibration_method)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

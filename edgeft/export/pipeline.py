@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeft import __version__
+from edgeft.backbones import Backbone
 from edgeft.data import sample_data_path
 from edgeft.data.unlabelled import read_samples
 from edgeft.errors import UsageError
@@ -28,15 +29,17 @@ from edgeft.export.source import ExportSource, load_source
 from edgeft.export.targets import QuantTarget, device_target, resolve_target
 from edgeft.export.optimize import op_counts, optimize_graph
 from edgeft.export.preflight import preflight
+from edgeft.export.qat import QatGraphs, QatPlan
 from edgeft.export.select import Builder, Judge, Selection, fastest, with_fallbacks
 from edgeft.export.selection_report import write_selection_report
 from edgeft.export.verify import FLOAT_TOLERANCE, accuracy, check_parity, onnx_logits, torch_logits
 from edgeft.manifest import MODEL, TOKENIZER, Manifest, TensorSpec, sha256_file, write_manifest
-from edgeft.runtime.cpu import CpuInfo, cpu_info
+from edgeft.runtime.cpu import cpu_info
 
 Log = Callable[[str], None]
 BATCH = 8
-REFIT_SAMPLES = 512  # training samples the head refit sees at most (their feeds stay in memory)
+REFIT_SAMPLES = 512  # training samples the head refit and QAT see at most (their feeds stay in memory)
+QAT_BATCH = 32
 MIN_SAMPLES = 32  # fewer calibration or unlabelled judging samples than this get a warning
 _DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16", "tensor(int32)": "int32"}
 
@@ -125,15 +128,15 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
     device = _reach(config, log)  # before any work: an unreachable device is exit 2 with nothing written
     target = (device_target(config.target, device.cpu, cpu) if device is not None and config.target.startswith("ssh://")
               else resolve_target(config.target, cpu))  # type: ignore[arg-type]
-    recipe = config.recipe(target, cpu)
+    recipe = config.recipe(target)
     source = load_source(config.source, log)
     if target.name != "cpu":
         log(f"target {target.name}: {target.description}; accuracy judged with "
             + ("this machine's kernels" if target.numerics == "host" else
-               "exact int8 arithmetic simulated here (the QDQ graph run unfused)"))
+               "exact int8 arithmetic reproduced here (int8 weights re-encoded as uint8, which this CPU computes "
+               "exactly)"))
         if target.simulated and device is None:
-            log("not confirmed on a device: the simulation can differ from the device by a few samples; "
-                "--target qemu-arm64 or ssh://host confirms the kept candidate there")
+            log("not confirmed on a device: --target qemu-arm64 or ssh://host runs the kept candidate there too")
     calibration = _calibration_items(config, source)
     if recipe.mode == "static" and not calibration:
         raise UsageError(f"--quantize static needs calibration samples: {config.source} has no training data; "
@@ -146,10 +149,14 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
     with tempfile.TemporaryDirectory(prefix="edgeft-export-") as tmp:
         work = Path(tmp)
         log(f"exporting {model.spec.name} to ONNX (opset {config.opset or DEFAULT_OPSET})")
-        exported = to_onnx(model, work / "exported.onnx", config.opset)
-        encoder_config = getattr(getattr(model, "encoder", None), "config", None)
-        float_path = optimize_graph(exported, work / "float.onnx", source.modality,
-                                    getattr(encoder_config, "num_attention_heads", 0), getattr(encoder_config, "hidden_size", 0))
+
+        def float_graph(model: Backbone, name: str) -> Path:
+            encoder_config = getattr(getattr(model, "encoder", None), "config", None)
+            return optimize_graph(to_onnx(model, work / f"{name}-exported.onnx", config.opset), work / f"{name}.onnx",
+                                  source.modality, getattr(encoder_config, "num_attention_heads", 0),
+                                  getattr(encoder_config, "hidden_size", 0))
+
+        float_path = float_graph(model, "float")
         reference = torch_logits(model, batches)
         float_logits = onnx_logits(float_path, batches)
         parity = check_parity(reference, float_logits)
@@ -164,10 +171,12 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
         refit = (_head_refit(source, float_path, maker, target, config.head_refit == "always", log)
                  if config.head_refit != "never" and (recipe.quantized or config.auto) else None)
         judge = Judge(batches, reference, float_accuracy, held_out.labels, config.max_accuracy_drop, target.numerics)
-        builder = Builder(float_path, work, calibration_batches, judge, log, refit, Cache() if config.auto else None)
+        qat = (_qat(source, maker, float_graph, config.qat == "always", log)
+               if config.qat != "never" and (recipe.mode == "static" or config.auto) else None)
+        builder = Builder(float_path, work, calibration_batches, judge, log, refit, Cache() if config.auto else None, qat)
         latency_sets = [maker.feeds([item]) for item in held_out.items[:8]]
         confirmer = Confirmer(device, judge, held_out.items, maker, config.confirm_samples, log) if device else None
-        selection = _select(config, recipe, builder, target, cpu, source.modality, latency_sets, log, confirmer)
+        selection = _select(config, recipe, builder, target, source.modality, latency_sets, log, confirmer)
         selection.cautions = cautions
         chosen = selection.chosen
         chosen_path = chosen.path
@@ -248,6 +257,21 @@ def _head_refit(source: ExportSource, float_path: Path, maker: InputMaker, targe
     return HeadRefit(list(maker.batches(items, BATCH)), labels, target.numerics, always)
 
 
+def _qat(source: ExportSource, maker: InputMaker, float_graph: Callable[[Backbone, str], Path], always: bool,
+         log: Log) -> QatGraphs | None:
+    """Quantization-aware fine-tunes, for a run that trained backbone groups and whose labelled
+    training split is readable here (``edgeft.export.qat``)."""
+    freeze = source.description.get("run_config", {}).get("freeze", {})
+    trained = tuple(g for g in freeze.get("groups", []) if g not in freeze.get("frozen_groups", []))
+    if source.train is None or not len(source.train) or not trained:
+        return None
+    items, labels = list(source.train.items[:REFIT_SAMPLES]), list(source.train.labels[:REFIT_SAMPLES])
+    batches = [(maker.feeds(items[i:i + QAT_BATCH]), labels[i:i + QAT_BATCH]) for i in range(0, len(items), QAT_BATCH)]
+    log(f"quantization-aware fine-tune: {'every static recipe' if always else 'a static recipe that misses the budget'}"
+        f" is tried again from {', '.join(trained)} fine-tuned under fake quantization on {len(items)} training samples")
+    return QatGraphs(QatPlan(source.model, trained, batches, always=always), float_graph, log)
+
+
 def _reach(config: ExportConfig, log: Log) -> Device | None:
     """The device of a ``qemu-arm64`` or ``ssh://`` target, reached and read; None for a profile."""
     if not is_device(config.target):
@@ -261,14 +285,12 @@ def _reach(config: ExportConfig, log: Log) -> Device | None:
     return device
 
 
-def _select(config: ExportConfig, recipe: QuantizeRecipe, builder: Builder, target: QuantTarget, host: CpuInfo,
-            modality: str, latency_sets: list[Feeds], log: Log, confirm: Confirmer | None = None) -> Selection:
+def _select(config: ExportConfig, recipe: QuantizeRecipe, builder: Builder, target: QuantTarget, modality: str, latency_sets: list[Feeds], log: Log, confirm: Confirmer | None = None) -> Selection:
     """The requested recipe with its fallbacks, or for ``--quantize auto`` the fastest of the
     candidates the target's preflight allows; with a device, the kept one is confirmed there."""
     if not config.auto:
         return with_fallbacks(recipe, builder, log, confirm)
-    pre = preflight(target.cpu, modality, op_counts(builder.float_path),
-                    dynamic_reduce_range=target.reduce_range("dynamic", host))
+    pre = preflight(target.cpu, modality, op_counts(builder.float_path))
     for line in pre.findings:
         log(f"preflight: {line}")
     if target.name != "cpu":

@@ -55,11 +55,10 @@ def _static(cpu: CpuInfo, per_channel: bool, reduce_range: bool, method: str = "
                           weight_type=weights, activation_type=activations)
 
 
-def _verdicts(cpu: CpuInfo, modality: str, ops: dict[str, int], dynamic_rr: bool | None) -> list[Verdict]:
+def _verdicts(cpu: CpuInfo, modality: str, ops: dict[str, int]) -> list[Verdict]:
     x86 = cpu.arch in ("x86_64", "amd64")
     saturates = cpu.u8s8_saturates
     rr = saturates  # 7-bit weights where 8-bit ones would saturate
-    drr = rr if dynamic_rr is None else dynamic_rr
     out = [Verdict(QuantizeRecipe(mode="none"), TRY, "the float graph: the reference every candidate is measured against")]
     fp16_fast = not x86 or "avx512_fp16" in cpu.features
     out.append(Verdict(QuantizeRecipe(mode="fp16"), TRY if fp16_fast else SKIP,
@@ -67,11 +66,11 @@ def _verdicts(cpu: CpuInfo, modality: str, ops: dict[str, int], dynamic_rr: bool
                        "fp16: onnxruntime's CPU provider on this x86 CPU computes in float32 behind casts "
                        "(Lite0 7.6 vs 7.8 ms measured): it halves the size but does not pay in speed; it pays on GPUs"))
     conv = any(op in ops for op in ("Conv", "FusedConv"))
-    out.append(Verdict(QuantizeRecipe(mode="dynamic", per_channel=conv, reduce_range=drr), TRY,
+    out.append(Verdict(QuantizeRecipe(mode="dynamic", per_channel=conv, reduce_range=rr), TRY,
                        "dynamic INT8 of convolutions runs ConvInteger, a slow path that some reduced builds lack"
                        if conv else "dynamic INT8: MatMulInteger with activations quantized at run time; fast on this CPU"))
     if not conv:
-        out.append(Verdict(QuantizeRecipe(mode="dynamic", per_channel=True, reduce_range=drr), TRY,
+        out.append(Verdict(QuantizeRecipe(mode="dynamic", per_channel=True, reduce_range=rr), TRY,
                            "dynamic INT8 with per-channel weights"))
     attention = "Attention" in ops or "MultiHeadAttention" in ops
     static_note = (" (QDQ cannot enter the fused Attention operators: they stay float, so expect little speed-up)"
@@ -88,20 +87,20 @@ def _verdicts(cpu: CpuInfo, modality: str, ops: dict[str, int], dynamic_rr: bool
         out.append(Verdict(_static(cpu, True, rr, method), TRY, f"static INT8 per-channel calibrated with {method}"))
     out.append(Verdict(_static(cpu, True, rr, activations="int8"), TRY,
                        "static INT8 s8s8 (int8 activations)" + ("; 7-bit weights as for u8s8" if rr else "")))
-    if x86:
-        out.append(Verdict(_static(cpu, True, False, weights="uint8"), SKIP,
-                           "static u8u8 (uint8 weights) is exact on this CPU but has no fast QDQ kernel: Lite0 ran "
-                           "12x slower (47.7 vs 3.9 ms) in a trial here"))
+    if saturates:
+        out.append(Verdict(_static(cpu, True, False, weights="uint8"), TRY,
+                           "static u8u8 per-channel: 8-bit weights stored as uint8 (zero point 128, the same values), "
+                           "which these u8u8 kernels compute exactly; Lite0 ran 1.4x the 7-bit u8s8 latency here"))
     else:
-        out.append(Verdict(_static(cpu, True, False, weights="uint8"), TRY, "static u8u8 (uint8 weights)"))
+        out.append(Verdict(_static(cpu, True, False, weights="uint8"), SKIP,
+                           "static u8u8 (uint8 weights): the same values as 8-bit int8 weights, which this CPU's "
+                           "u8s8 kernels already compute exactly"))
     return out
 
 
 def preflight(cpu: CpuInfo, modality: str, ops: dict[str, int], ort_version: str | None = None,
-              providers: list[str] | None = None, dynamic_reduce_range: bool | None = None) -> Preflight:
-    """The recipes to build and measure on ``cpu`` for a graph with ``ops``, and the plain facts behind them.
-    ``dynamic_reduce_range`` overrides the dynamic recipes' weights (a target's rule, where this
-    machine cannot judge what the target computes: ``QuantTarget.reduce_range``)."""
+              providers: list[str] | None = None) -> Preflight:
+    """The recipes to build and measure on ``cpu`` for a graph with ``ops``, and the plain facts behind them."""
     if ort_version is None or providers is None:
         import onnxruntime as ort
 
@@ -126,5 +125,5 @@ def preflight(cpu: CpuInfo, modality: str, ops: dict[str, int], ort_version: str
         findings.append("no CUDA provider in this onnxruntime: the candidates are measured on the CPU")
     top = ", ".join(f"{op} {n}" for op, n in sorted(ops.items(), key=lambda kv: -kv[1])[:8])
     findings.append(f"graph operators: {top}")
-    return Preflight(cpu, ort_version, providers, modality, ops, findings, _verdicts(cpu, modality, ops, dynamic_reduce_range))
+    return Preflight(cpu, ort_version, providers, modality, ops, findings, _verdicts(cpu, modality, ops))
 

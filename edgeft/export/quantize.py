@@ -100,13 +100,17 @@ def _static(src: Path, dst: Path, recipe: QuantizeRecipe, exclude: list[str], ca
     quantize_static(
         str(prepared), str(dst), _Reader(batches), quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QUInt8 if recipe.activation_type == "uint8" else QuantType.QInt8,
-        weight_type=QuantType.QInt8 if recipe.weight_type == "int8" else QuantType.QUInt8,
+        weight_type=QuantType.QInt8,  # uint8 weights: these, re-encoded below
         per_channel=recipe.per_channel, reduce_range=recipe.reduce_range, calibrate_method=method,
         nodes_to_exclude=exclude,
         extra_options={"CalibTensorRangeSymmetric": False, "DefaultTensorType": onnx.TensorProto.FLOAT,
                        **({"TensorQuantOverrides": overrides} if overrides else {})},
         **_calibration_cache(quantize_static, prepared, batches, recipe.calibration_method, work),
     )
+    if recipe.weight_type == "uint8":  # symmetric 8-bit weights stored as uint8 + 128: exact on x86 without VNNI
+        from edgeft.export.exact_int8 import exact_int8_model
+
+        dst.write_bytes(exact_int8_model(dst))
 
 
 def _calibration_cache(quantize_static: Any, model: Path, batches: list[Feeds], method: str, work: Path) -> dict[str, Any]:

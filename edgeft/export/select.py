@@ -3,8 +3,9 @@
 - ``Judge``: the held-out samples, the PyTorch reference and the budget; it judges a candidate's
   logits, computed with the target's numerics.
 - ``Builder``: quantizes a recipe, runs it on the held-out samples and has it judged (through a
-  content-addressed cache where one is given); with a ``HeadRefit`` it builds the recipe's
-  head-refit twin as the refit policy says.
+  content-addressed cache where one is given); with a ``HeadRefit`` (a frozen backbone) or
+  ``QatGraphs`` (a run that trained backbone groups) it builds the recipe's head-refit or
+  quantization-aware twin as the policy says.
 - ``repair``: the fewest most precision-losing nodes that, treated apart, bring a static candidate
   within the budget.
 - Strategies: ``with_fallbacks`` (the requested mode, then its fallbacks in order until one fits)
@@ -25,8 +26,10 @@ import numpy as np
 from edgeft.errors import EdgeftError
 from edgeft.export.cache import Cache, arrays_digest, digest, file_digest
 from edgeft.export.config import QuantizeRecipe
+from edgeft.export.exact_int8 import SIMULATION
 from edgeft.export.inputs import Feeds
 from edgeft.export.preflight import MEASURE_ONLY, TRY, Preflight
+from edgeft.export.qat import QatGraphs
 from edgeft.export.quantize import compute_nodes, quantize_graph
 from edgeft.export.refit import HeadRefit
 from edgeft.export.verify import Comparison, accuracy, compare, onnx_logits
@@ -155,16 +158,16 @@ class Builder:
     """Builds and judges candidates of one float graph: the same data, numerics and refit for all."""
 
     def __init__(self, float_path: Path, work: Path, calibration: list[Feeds] | None, judge: Judge, log: Log,
-                 refit: HeadRefit | None = None, cache: Cache | None = None) -> None:
+                 refit: HeadRefit | None = None, cache: Cache | None = None, qat: QatGraphs | None = None) -> None:
         self.float_path, self.work, self.calibration, self.judge = float_path, work, calibration, judge
-        self.log, self.refit, self.cache = log, refit, cache
+        self.log, self.refit, self.cache, self.qat = log, refit, cache, qat
         self.count = 0
         self.base_key = ""
         if cache is not None:
             import onnxruntime
 
             self.base_key = digest(file_digest(float_path), arrays_digest(calibration), arrays_digest(judge.batches),
-                                   onnxruntime.__version__, judge.numerics,
+                                   onnxruntime.__version__, judge.numerics, SIMULATION,
                                    *(refit.digest_parts() + (arrays_digest(refit.batches),) if refit else ()))
 
     def build(self, recipe: QuantizeRecipe, why: str = "", status: str = TRY) -> Candidate:
@@ -173,8 +176,9 @@ class Builder:
         candidate = Candidate(recipe, why, status)
         self.count += 1
         path = self.work / f"candidate-{self.count}.onnx"
-        key = digest(self.base_key, json.dumps(recipe.to_dict(), sort_keys=True)) if self.cache else ""
-        hit = self.cache.get(key) if self.cache else None
+        # a quantization-aware candidate's float graph is trained here first: nothing to key it by
+        key = digest(self.base_key, json.dumps(recipe.to_dict(), sort_keys=True)) if self.cache and not recipe.qat else ""
+        hit = self.cache.get(key) if key else None
         if hit is not None and hit[1] is not None and (hit[0] is not None or recipe.mode == "none"):
             model, logits, meta = hit
             shutil.copyfile(model or self.float_path, path)
@@ -184,29 +188,37 @@ class Builder:
                 candidate.error = "needs calibration samples (the run's training split or --calibration-data)"
                 return candidate
             try:
-                candidate.info = quantize_graph(self.float_path, path, recipe, self.work, self.calibration, self.refit)
+                source, trained = (self.qat.graph(recipe.per_channel, recipe.reduce_range)  # type: ignore[union-attr]
+                                   if recipe.qat else (self.float_path, {}))
+                candidate.info = {**quantize_graph(source, path, recipe, self.work, self.calibration, self.refit),
+                                  **trained}
             except EdgeftError as exc:
                 candidate.error = str(exc)
                 return candidate
             logits = onnx_logits(path, self.judge.batches, self.judge.numerics)
-            if self.cache:
+            if key:
                 self.cache.put(key, {"info": candidate.info}, None if recipe.mode == "none" else path, logits)
         candidate.path, candidate.size_bytes = path, path.stat().st_size
         self.judge.judge(candidate, logits)
         candidate.seconds = time.perf_counter() - began
         return candidate
 
-    def build_with_refit(self, recipe: QuantizeRecipe, why: str = "", status: str = TRY) -> list[Candidate]:
-        """``recipe`` and, where the run allows a head refit, its twin with the head refitted: the
-        twin alone under ``--head-refit always``; under ``auto`` only where the trained head
-        misses the budget (measured, not assumed)."""
-        refit = self.refit is not None and recipe.refittable and not recipe.head_refit
-        if refit and self.refit.always:  # type: ignore[union-attr]
-            return [self._logged(self.build(replace(recipe, head_refit=True), why, status))]
+    def build_with_twin(self, recipe: QuantizeRecipe, why: str = "", status: str = TRY) -> list[Candidate]:
+        """``recipe`` and, for a static recipe of a run that allows one, its twin: the head refitted
+        on its quantized features (a frozen backbone, ``--head-refit``) or the trained groups
+        fine-tuned under fake quantization (``--qat``). The twin alone under ``always``; under
+        ``auto`` only where ``recipe`` misses the budget (measured, not assumed)."""
+        if self.refit is not None and recipe.refittable and not recipe.head_refit:
+            twin, always, what = replace(recipe, head_refit=True), self.refit.always, "the head refitted on its quantized features"
+        elif self.qat is not None and recipe.mode == "static" and not recipe.qat and status == TRY:  # it trains: kept ones only
+            twin, always, what = replace(recipe, qat=True), self.qat.always, "the trained groups fine-tuned quantization-aware"
+        else:
+            return [self._logged(self.build(recipe, why, status))]
+        if always:
+            return [self._logged(self.build(twin, why, status))]
         built = [self._logged(self.build(recipe, why, status))]
-        if refit and built[0].error is None and not built[0].within_budget:
-            built.append(self._logged(self.build(replace(recipe, head_refit=True), status=status,
-                                                 why=f"{why}; the head refitted on its quantized features".lstrip("; "))))
+        if built[0].error is None and not built[0].within_budget:
+            built.append(self._logged(self.build(twin, status=status, why=f"{why}; {what}".lstrip("; "))))
         return built
 
     def _logged(self, c: Candidate) -> Candidate:
@@ -283,7 +295,7 @@ def with_fallbacks(recipe: QuantizeRecipe, builder: Builder, log: Log, confirm: 
 
     chain = recipe.fallbacks()
     for step in [r for r in chain if r.mode == recipe.mode]:
-        built = builder.build_with_refit(step, "the requested recipe" if step == recipe else "a fallback")
+        built = builder.build_with_twin(step, "the requested recipe" if step == recipe else "a fallback")
         candidates += built
         fit = next((c for c in built if _confirmed(c, confirm)), None)
         if fit is not None:
@@ -299,7 +311,7 @@ def with_fallbacks(recipe: QuantizeRecipe, builder: Builder, log: Log, confirm: 
                 if _confirmed(found, confirm):
                     return done(found)
     for step in [r for r in chain if r.mode != recipe.mode]:
-        built = builder.build_with_refit(step, "the fallback to another mode")
+        built = builder.build_with_twin(step, "the fallback to another mode")
         candidates += built
         fit = next((c for c in built if _confirmed(c, confirm)), None)
         if fit is not None:
@@ -331,12 +343,13 @@ def fastest(pre: Preflight, builder: Builder, latency_sets: list[Feeds], threads
     began = time.perf_counter()
     candidates: list[Candidate] = []
     for verdict in pre.candidates:
-        candidates += builder.build_with_refit(verdict.recipe, verdict.why, verdict.status)
+        candidates += builder.build_with_twin(verdict.recipe, verdict.why, verdict.status)
     static = [c for c in candidates if c.recipe.mode == "static" and c.status == TRY and c.error is None]
     repair_info = None
     if static and not any(c.within_budget for c in static):
         base = next((c for c in static if c.recipe.per_channel and c.recipe.calibration_method == "minmax"
-                     and c.recipe.activation_type == "uint8" and not c.recipe.head_refit), static[0])
+                     and c.recipe.activation_type == "uint8" and not c.recipe.head_refit
+                     and not c.recipe.qat), static[0])
         log(f"no static candidate met the budget: sensitivity repair of {base.name}")
         repaired, repair_info = repair(builder, base, log)
         if repaired is not None:

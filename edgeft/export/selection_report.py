@@ -21,7 +21,7 @@ def markdown(result: Selection) -> str:
     labelled = result.judge.labels is not None
     lines = [f"# Quantization doctor: chose **{result.chosen.name}**", "",
              f"Budget: {result.judge.budget()}. Accuracy judged with {result.judge.numerics} numerics "
-             "(host: this machine's kernels; simulated: exact int8, the QDQ graph run unfused). Latency: batch 1 on "
+             "(host: this machine's kernels; simulated: exact int8, reproduced here with the int8 weights re-encoded as uint8). Latency: batch 1 on "
              f"held-out samples, p50, this machine. Took {result.seconds:.0f} s.", ""]
     if result.cautions:
         lines += ["## Warnings", "", *[f"- {line}" for line in result.cautions], ""]

@@ -4,11 +4,10 @@ A target names the CPU profile whose kernels run the bundle (which recipes are e
 numerics that judge a candidate's accuracy on this machine:
 
 - ``host``: this machine's own onnxruntime kernels (the target is this CPU);
-- ``simulated``: exact int8 arithmetic, reproduced here by running the QDQ graph with onnxruntime's
-  graph optimizations off (QuantizeLinear / DequantizeLinear as written, float compute between),
-  which is what ARM, VNNI and GPU kernels compute up to float rounding. Static (QDQ) recipes get
-  8-bit weights there; dynamic recipes keep 7-bit weights unless this machine computes them
-  exactly too, because their MatMulInteger kernels cannot be simulated here.
+- ``simulated``: exact int8 arithmetic, which ARM, VNNI and GPU kernels compute, reproduced on an x86
+  CPU whose u8s8 kernels saturate by re-encoding the int8 weights as uint8 (the same values), which
+  its fused kernels compute exactly (``edgeft.export.exact_int8``: bit-identical to onnxruntime's
+  aarch64 kernels on the measured models). Static and dynamic recipes get 8-bit weights there.
 
 A target may also name a device to confirm on (``qemu-arm64``, ``ssh://[user@]host[:port]``,
 ``edgeft.export.device``): its CPU is read there, and the candidate kept must also meet the budget
@@ -48,14 +47,9 @@ class QuantTarget:
     def simulated(self) -> bool:
         return self.numerics == "simulated"
 
-    def reduce_range(self, mode: str, host: CpuInfo) -> bool:
-        """7-bit weights for ``mode``: where the target's u8s8 kernels saturate, and for dynamic
-        recipes where this machine could not judge 8-bit weights exactly."""
-        if mode not in ("dynamic", "static"):
-            return False
-        if self.cpu.u8s8_saturates:
-            return True
-        return mode == "dynamic" and self.simulated and host.u8s8_saturates
+    def reduce_range(self, mode: str) -> bool:
+        """7-bit weights for an INT8 ``mode``: where the target's u8s8 kernels saturate."""
+        return mode in ("dynamic", "static") and self.cpu.u8s8_saturates
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "description": self.description, "numerics": self.numerics,

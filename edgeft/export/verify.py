@@ -44,16 +44,17 @@ def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
 
 
 def session(path: str | Path, threads: int = 0, numerics: str = "host"):
-    """A CPU session; ``numerics="simulated"`` runs the graph as written (optimizations off), so a
-    QDQ graph computes what exact int8 kernels compute (``edgeft.export.targets``)."""
+    """A CPU session; ``numerics="simulated"`` runs the graph with its int8 weights re-encoded so
+    that this machine's kernels compute what exact int8 kernels compute (``edgeft.export.exact_int8``)."""
     import onnxruntime as ort
+
+    from edgeft.export.exact_int8 import exact_int8_model
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
-    if numerics == "simulated":
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = exact_int8_model(path) if numerics == "simulated" else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def onnx_logits(path: str | Path, batches: Sequence[Feeds], numerics: str = "host", output: int = 0) -> np.ndarray:

@@ -124,8 +124,7 @@ class EdgeModel:
         return self.session.get_providers()[0]
 
     @classmethod
-    def load(cls, bundle: str | Path, providers: Sequence[str] | None = None, threads: int = 0,
-             optimization: str = "all") -> "EdgeModel":
+    def load(cls, bundle: str | Path, providers: Sequence[str] | None = None, threads: int = 0) -> "EdgeModel":
         """Check the manifest's version, the model's sha256 and its inputs/outputs, then open a session."""
         import onnxruntime as ort
 
@@ -141,10 +140,6 @@ class EdgeModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
-        options.graph_optimization_level = {
-            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[optimization]
         try:
             session = ort.InferenceSession(str(model_file), options, providers=_providers(providers))
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
