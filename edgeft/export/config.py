@@ -54,8 +54,9 @@ class QuantizeRecipe:
 
     def fallbacks(self) -> list["QuantizeRecipe"]:
         """This recipe, then the ones tried when it misses the accuracy budget: per-channel
-        weights; where 7-bit weights keep u8s8 kernels from saturating, exact 8-bit weights stored as
-        uint8; first and last layers kept in float; for static, then dynamic quantization. The
+        weights; first and last layers kept in float; for static, then dynamic quantization. (Exact
+        8-bit weights stored as uint8 are no fallback: on Lite0 they ran at 0.93x float in the
+        quickstart; ``--quantize auto`` measures them.) The
         selection runs the repair ladders (``repairs``) before leaving the requested mode, and
         a frozen backbone's head-refit twins (or a trained one's quantization-aware twins) beside
         each (``edgeft.export.select``)."""
@@ -64,10 +65,7 @@ class QuantizeRecipe:
         chain = [self]
         if not self.per_channel:
             chain.append(replace(self, per_channel=True))
-        per_channel = chain[-1]
-        if self.mode == "static" and self.reduce_range:  # exact 8-bit weights where u8s8 would saturate
-            chain.append(replace(per_channel, reduce_range=False, weight_type="uint8"))
-        chain.append(replace(per_channel, exclude_first_last=True))
+        chain.append(replace(chain[-1], exclude_first_last=True))
         if self.mode == "static":
             chain.append(replace(self, mode="dynamic", per_channel=True, exclude_first_last=False))
         return chain

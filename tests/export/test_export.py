@@ -143,8 +143,7 @@ def test_fallback_order():
     chain = [r.name for r in _recipe("static", cpu).fallbacks()]
     assert chain[0] == "static u8s8 per-tensor reduce-range minmax"
     assert chain[1] == "static u8s8 per-channel reduce-range minmax"
-    assert chain[2] == "static u8u8 per-channel minmax"  # exact 8-bit weights on a CPU whose u8s8 saturates
-    assert chain[3] == "static u8s8 per-channel reduce-range minmax first/last float" and chain[-1].startswith("dynamic")
+    assert chain[2].endswith("first/last float") and chain[-1].startswith("dynamic")
     assert _recipe("static", cpu).repairs == ("full-range", "float")  # tried before the mode changes
     vnni = CpuInfo("x86_64", "test", 2, ("avx2", "avx512_vnni"))
     assert not _recipe("static", vnni).reduce_range
