@@ -7,6 +7,8 @@ so ``edgeft --help`` stays fast and torch-free.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -27,12 +29,25 @@ class EdgeftGroup(click.Group):
             click.echo(f"Warning: {message}", err=True)
 
         warnings.showwarning = one_line_warning
+        # SIGTERM unwinds like Ctrl-C, so every output's temporary work is removed on the way out
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             return super().invoke(ctx)
         except EdgeftError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (KeyboardInterrupt, _Terminated) as exc:
+            click.echo(f"Error: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}; "
+                       "its temporary work was removed", err=True)
+            ctx.exit(143 if isinstance(exc, _Terminated) else 130)
 
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``with`` block cleans up on the way out."""
+
+
+def _terminate(signum: int, frame: Any) -> None:  # noqa: ARG001
+    raise _Terminated
 
 class _Epochs(click.ParamType):
     """``auto`` or a whole number of at least 1."""
@@ -56,6 +71,10 @@ EPOCHS = _Epochs()
 
 def _logger(as_json: bool) -> Callable[[str], None]:
     return (lambda _: None) if as_json else (lambda line: click.echo(line, err=True))
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _print_json(data: Any) -> None:
@@ -169,7 +188,10 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
     if not resume and (not backbone or not data):
         raise UsageError("--backbone and --data are required (or --resume with -o RUN_DIR)")
     config = FinetuneConfig(backbone=backbone or "", data=data or "", output=output, **options)
-    result = run_finetune(config, resume=resume, log=_logger(as_json), progress=not as_json)
+    ctx = click.get_current_context()
+    given = {name: value for name, value in {"backbone": backbone, "data": data, **options}.items()
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    result = run_finetune(config, resume=resume, log=_logger(as_json), progress=not as_json, given=given)
     from edgeft.finetune.distributed import context_from_env
 
     if not context_from_env().is_main:
@@ -258,18 +280,20 @@ def predict(bundle: str, inputs: tuple[str, ...], text_file: str | None, top_k: 
     """Classify INPUTS with BUNDLE: image paths, or texts as arguments, --file (one per line), or - for stdin."""
     from edgeft.errors import UsageError
     from edgeft.runtime import EdgeModel
+    from edgeft.runtime.preprocess import decode_utf8
 
     if top_k < 1 or batch_size < 1:
         raise UsageError("--top-k and --batch-size must be at least 1")
     model = EdgeModel.load(bundle, threads=threads)
-    items = list(inputs)
+    items = [decode_utf8(os.fsencode(arg), f"argument {i}") for i, arg in enumerate(inputs, 1)]
     if items == ["-"]:
-        items = [line.strip() for line in sys.stdin if line.strip()]
+        items = _lines(decode_utf8(sys.stdin.buffer.read(), "stdin"))
     if text_file:
         try:
-            items += [line.strip() for line in Path(text_file).read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read {text_file}: {exc}") from None
+            raw = Path(text_file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {text_file}: {exc.strerror or exc}") from None
+        items += _lines(decode_utf8(raw, text_file))
     if not items:
         raise UsageError("no inputs: give image paths or texts, --file, or - for stdin")
     results = model.predict(items, top_k=top_k, batch_size=batch_size, return_logits=logits)
@@ -508,7 +532,7 @@ def doctor(source: str, target: str, as_json: bool) -> None:
     SOURCE is a bundle, a run directory or a backbone name (exported to float first to read its
     operators). `edgeft export SOURCE --quantize auto` then measures the candidates it allows.
     """
-    import tempfile
+    from edgeft.outputs import scratch
 
     from edgeft.doctor import preflight
     from edgeft.doctor.target import target_cpu
@@ -530,7 +554,7 @@ def doctor(source: str, target: str, as_json: bool) -> None:
         cpu, version, providers = target_cpu(target, None)
         exported = load_source(source, _logger(as_json))
         modality = exported.modality
-        with tempfile.TemporaryDirectory(prefix="edgeft-doctor-") as tmp:
+        with scratch("doctor") as tmp:
             encoder = getattr(getattr(exported.model, "encoder", None), "config", None)
             graph = optimize_graph(to_onnx(exported.model, Path(tmp) / "exported.onnx"), Path(tmp) / "float.onnx", modality,
                                    getattr(encoder, "num_attention_heads", 0), getattr(encoder, "hidden_size", 0))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from edgeft.bench.stats import LatencyStats
 from edgeft.bench.targets import Target, resolve_target
 from edgeft.errors import TargetError, UsageError
 from edgeft.manifest import Manifest, read_manifest, sha256_file
+from edgeft.outputs import scratch
 
 SCHEMA = "edgeft.bench/1"
 IDLE_GAP_S = 0.05
@@ -177,7 +177,7 @@ class Bench:
         return per_block, config.min_time / config.rounds, config.warmup, 2
 
     def run(self) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix="edgeft-bench-") as tmp:
+        with scratch("bench") as tmp:
             feeds_file = Path(tmp) / "feeds.npz"
             sets = _make_feeds(self.config, self.contenders[0], self.points, feeds_file)
             flops = self._flops(sets)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from edgeft.errors import DeviceError, TargetError, UsageError
 from edgeft.manifest import GOLDEN, MANIFEST, read_manifest
 from edgeft.registry import Registry
+from edgeft.outputs import scratch
 
 RUNNER = Path(__file__).with_name("runner.py")
 CPU_MODULE = Path(__file__).resolve().parent.parent / "runtime" / "cpu.py"
@@ -163,7 +164,7 @@ class SshTarget(Target):
                 raise DeviceError(f"--target {self.spec}: the {tool} command is not installed here (OpenSSH client)")
         super().open(bundles, feeds)
         self.remote_dir = self._run(self.ssh("mktemp -d /tmp/edgeft-bench.XXXXXX"), "connecting", 60).strip()
-        with tempfile.TemporaryDirectory(prefix="edgeft-stage-") as tmp:
+        with scratch("stage") as tmp:
             stage = Path(tmp)
             _stage_runner(stage)
             shutil.copy2(feeds, stage / "feeds.npz")

@@ -7,14 +7,18 @@ from pathlib import Path
 
 from edgeft.data.dataset import Dataset
 from edgeft.errors import DataError
+from edgeft import limits
 from edgeft.runtime.preprocess import IMAGE_SUFFIXES
 
 
 def _is_readable_image(path: Path) -> bool:
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = limits.MAX_IMAGE_PIXELS
     try:
         with Image.open(path) as im:
+            if im.width * im.height > limits.MAX_IMAGE_PIXELS:
+                return False  # not decoded: over the size limit
             im.load()
         return True
     except Exception:  # any decoder failure means: not a usable image

@@ -14,12 +14,12 @@ TEXT_SUFFIXES = (".csv", ".jsonl")
 
 def _read_rows(path: Path) -> tuple[list[dict], list[str]]:
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a BOM is not part of the first column
             reader = csv.DictReader(f)
             rows = list(reader)
             return rows, list(reader.fieldnames or [])
     rows = []
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -65,6 +65,10 @@ def read_text_table(
     names: list[str] = []
     for i, row in enumerate(rows, 1):
         text, label = row.get(text_column), row.get(label_column)
+        for value, column in ((text, text_column), (label, label_column)):
+            if value is not None and not isinstance(value, (str, int, float)):
+                raise DataError(f"{path}: row {i} has a {type(value).__name__} in {column!r}; "
+                                "a text and a label must each be one string or number")
         if text is None or label is None or str(text).strip() == "" or str(label).strip() == "":
             raise DataError(f"{path}: row {i} has an empty {text_column!r} or {label_column!r}")
         texts.append(str(text))

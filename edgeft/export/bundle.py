@@ -1,60 +1,41 @@
-"""Writing a bundle folder atomically: built in a temporary sibling, renamed into place."""
+"""Writing a bundle folder: locked, built beside its destination, swapped in by one rename
+(``edgeft.outputs.Output``); ``--force`` replaces only a folder that holds nothing but a bundle."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from types import TracebackType
 
-from edgeft.errors import UsageError
-from edgeft.manifest import MANIFEST
+from edgeft.manifest import GOLDEN, MANIFEST, ManifestError, read_manifest
+from edgeft.outputs import Output
+
+EXTRA_FILES = ("README.md", "doctor.md")  # written by package and by --quantize auto
+
+
+def not_a_bundle(path: Path) -> str | None:
+    """Why the folder ``path`` is not a bundle that ``--force`` may replace, or None when it is one:
+    a readable manifest, and no file or folder the manifest does not account for."""
+    if not any(path.iterdir()):
+        return None
+    try:
+        manifest = read_manifest(path)
+    except ManifestError:
+        return "exists and is not an edgeft bundle"
+    known = {MANIFEST, GOLDEN, *EXTRA_FILES, *manifest.files.values(), str(manifest.golden.get("file", GOLDEN))}
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir()
+                     if p.name not in known or not p.is_file() or p.is_symlink())
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        return f"holds files that are not part of its bundle ({shown})"
+    return None
+
+
+def BundleWriter(output: str | Path, force: bool = False) -> Output:  # noqa: N802 - reads like the class it was
+    """``with BundleWriter(out, force) as o:`` write the bundle into ``o.result``, scratch into ``o.work``."""
+    return Output(output, force, "folder", not_a_bundle, "bundle")
 
 
 def check_destination(output: str | Path, force: bool) -> Path:
-    """Fail before any work if ``output`` cannot become a bundle: it exists (without ``force``),
-    it is something other than a bundle, or its folder cannot be written."""
-    output = Path(output).absolute()
-    if output.exists() or output.is_symlink():
-        if not force:
-            raise UsageError(f"{output} exists; pass --force to replace it")
-        if not output.is_dir() or (any(output.iterdir()) and not (output / MANIFEST).is_file()):
-            raise UsageError(f"{output} exists and is not an edgeft bundle; refusing to replace it")
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create {output.parent}: {exc.strerror or exc}") from None
-    if not os.access(output.parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{output.parent} is not writable")
-    return output
-
-
-class BundleWriter:
-    """``with BundleWriter(out, force) as folder: ...`` writes into ``folder``; on a clean exit
-    the folder is renamed to ``out`` (replacing an old bundle), on an error it is removed."""
-
-    def __init__(self, output: str | Path, force: bool = False) -> None:
-        self.output = check_destination(output, force)
-        self.force = force
-        self.folder: Path | None = None
-
-    def __enter__(self) -> Path:
-        try:
-            self.folder = Path(tempfile.mkdtemp(dir=self.output.parent, prefix=f".{self.output.name}.", suffix=".tmp"))
-        except OSError as exc:
-            raise UsageError(f"cannot write in {self.output.parent}: {exc.strerror or exc}") from None
-        return self.folder
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        assert self.folder is not None
-        if kind is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            return
-        old = None
-        if self.output.exists():
-            old = self.output.parent / f".{self.output.name}.old-{os.getpid()}"
-            os.replace(self.output, old)
-        os.replace(self.folder, self.output)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    """Fail before any work if ``output`` cannot become a bundle."""
+    writer = BundleWriter(output, force)
+    writer.check()
+    return writer.path

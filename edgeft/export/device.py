@@ -5,7 +5,6 @@ bench's runner (plain onnxruntime and numpy there, nothing of edgeft)."""
 from __future__ import annotations
 
 import re
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from edgeft.export.inputs import Feeds, InputMaker
 from edgeft.export.select import Candidate, Judge
 from edgeft.export.verify import accuracy
 from edgeft.runtime.cpu import CpuInfo
+from edgeft.outputs import scratch
 
 DEVICE_TARGETS = ("qemu-arm64",)  # and ssh://[user@]host[:port]
 KEY = "confirm"
@@ -89,7 +89,7 @@ class Device:
 
     def probe(self) -> CpuInfo:
         """Reach the device and read its CPU and onnxruntime; unreachable: DeviceError (exit 2)."""
-        with tempfile.TemporaryDirectory(prefix="edgeft-device-") as tmp:
+        with scratch("device") as tmp:
             try:
                 fp = self._session(_probe_model(Path(tmp) / "probe.onnx"), [], Path(tmp),
                                    lambda p: p.ready["fingerprint"])
@@ -117,7 +117,7 @@ class Device:
                     f"(opset {version}, node {node!r}) of this graph") from None
             return np.asarray(process.request("outputs", key=KEY)["logits"], dtype=np.float32)
 
-        with tempfile.TemporaryDirectory(prefix="edgeft-device-") as tmp:
+        with scratch("device") as tmp:
             return self._session(model, sets, Path(tmp), run)
 
 

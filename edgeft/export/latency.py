@@ -4,7 +4,6 @@ per model, timed in blocks interleaved across the models, batch 1 on real held-o
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,13 +15,14 @@ from edgeft.bench.feeds import write_feeds
 from edgeft.bench.process import RunnerProcess
 from edgeft.bench.stats import LatencyStats
 from edgeft.bench.targets import RUNNER
+from edgeft.outputs import scratch
 
 
 def time_models(models: dict[str, Path], sets: list[dict[str, np.ndarray]], threads: int, rounds: int = 5,
                 min_time: float = 1.0, warmup: int = 5,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, LatencyStats]:
     """p50 and friends per model name; ``sets`` are cycled through (batch-1 feeds of real samples)."""
-    with tempfile.TemporaryDirectory(prefix="edgeft-doctor-") as tmp:
+    with scratch("doctor") as tmp:
         feeds = Path(tmp) / "feeds.npz"
         write_feeds(feeds, {"b1": sets})
         processes = {name: RunnerProcess(name, [sys.executable, str(RUNNER), str(path), str(feeds)])

@@ -7,7 +7,6 @@ import contextlib
 import io
 import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +14,8 @@ from pathlib import Path
 from edgeft.errors import UsageError
 from edgeft.export.bundle import BundleWriter
 from edgeft.manifest import MANIFEST, Manifest, read_manifest, sha256_file, write_manifest
-from edgeft.runtime.model import EdgeModel
+from edgeft.outputs import Output, check_space, write_errors
+from edgeft.runtime.model import EdgeModel, bundle_file
 
 FORMATS = ("onnx", "ort")
 
@@ -35,23 +35,23 @@ def _quiet_logs():
             logger.setLevel(level)
 
 
-def _to_ort(folder: Path, manifest: Manifest) -> Manifest:
+def _to_ort(folder: Path, manifest: Manifest, work: Path) -> Manifest:
     """Convert model.onnx to model.ort with onnxruntime's own tool (fixed, 'extended' optimisations:
     CPU-provider fusions that do not depend on this machine's ISA) and write the operator config
     for a reduced-size onnxruntime build."""
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     onnx_file = folder / manifest.model_file
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ["ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"] = "extended"
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), _quiet_logs():
-                convert_onnx_models_to_ort(onnx_file, Path(tmp), [OptimizationStyle.Fixed], target_platform="arm")
-        finally:
-            os.environ.pop("ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL", None)
-        ort_file = next(Path(tmp).glob("*.ort"))
-        shutil.copyfile(ort_file, folder / "model.ort")
-        shutil.copyfile(next(Path(tmp).glob("*.required_operators*.config")), folder / "required_operators.config")
+    tmp = work / "ort"
+    tmp.mkdir()
+    os.environ["ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"] = "extended"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), _quiet_logs():
+            convert_onnx_models_to_ort(onnx_file, tmp, [OptimizationStyle.Fixed], target_platform="arm")
+    finally:
+        os.environ.pop("ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL", None)
+    shutil.copyfile(next(tmp.glob("*.ort")), folder / "model.ort")
+    shutil.copyfile(next(tmp.glob("*.required_operators*.config")), folder / "required_operators.config")
     onnx_sha = manifest.source["model_sha256"]
     onnx_file.unlink()
     return replace(manifest, files={**manifest.files, "model": "model.ort", "required_operators": "required_operators.config"},
@@ -108,30 +108,34 @@ ORT Mobile build.''' if manifest.model_file.endswith('.ort') else ''}
 """
 
 
+def _not_a_package(path: Path) -> str | None:
+    """Why the file ``path`` is not a packaged bundle that ``--force`` may replace (None: it is one)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return None if MANIFEST in archive.namelist() else "is a zip without an edgeft bundle"
+    except (zipfile.BadZipFile, OSError):
+        return "is not an edgeft package zip"
+
+
 def package_bundle(bundle: str | Path, output: str | Path, fmt: str = "onnx", as_zip: bool = False,
                    force: bool = False) -> Path:
     """Write the app-ready folder (or zip) and check it back: it must load and pass its golden check."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
     model = EdgeModel.load(bundle)  # refuses a broken bundle before anything is written
-    output = Path(output)
-    if as_zip:
-        if output.exists() and (not force or output.is_dir()):
-            raise UsageError(f"{output} exists; pass --force to replace it" if not output.is_dir()
-                             else f"{output} is a folder; --zip writes a file")
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create {output.parent}: {exc.strerror or exc}") from None
-    work_parent = output.parent if as_zip else None
-    with tempfile.TemporaryDirectory(dir=work_parent) if as_zip else BundleWriter(output, force) as folder:
-        folder = Path(folder) / "bundle" if as_zip else Path(folder)
+    files = [MANIFEST, *dict.fromkeys(model.manifest.files.values())]
+    need = 3 * sum((model.path / name).stat().st_size for name in files)  # the copy, an ORT model, the zip
+    slot = Output(output, force, "file", _not_a_package, "package") if as_zip else BundleWriter(output, force)
+    slot.check()
+    check_space(slot.path.parent, need, "the package")
+    with slot, write_errors(slot.path, need):
+        folder = slot.work / "bundle" if as_zip else slot.result
         folder.mkdir(exist_ok=True)
-        for name in [MANIFEST, *model.manifest.files.values()]:
-            shutil.copyfile(model.path / name, folder / name)
+        for name in files:
+            shutil.copyfile(bundle_file(model.path, name), folder / name)
         manifest = read_manifest(folder)
         if fmt == "ort":
-            manifest = _to_ort(folder, manifest)
+            manifest = _to_ort(folder, manifest, slot.work)
             write_manifest(folder, manifest)
         (folder / "README.md").write_text(_readme(manifest), encoding="utf-8")
         check = EdgeModel.load(folder).check_golden()
@@ -139,10 +143,7 @@ def package_bundle(bundle: str | Path, output: str | Path, fmt: str = "onnx", as
             raise UsageError(f"the packaged model fails its golden check (max abs diff {check.max_abs_diff:.3g}, "
                              f"tolerance {check.atol:.3g}); nothing written")
         if as_zip:
-            tmp_zip = folder.parent / "package.zip"
-            with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as archive:
+            with zipfile.ZipFile(slot.result, "w", zipfile.ZIP_DEFLATED) as archive:
                 for path in sorted(folder.iterdir()):
                     archive.write(path, path.name)
-            os.replace(tmp_zip, output)
-    return output
-
+    return slot.path

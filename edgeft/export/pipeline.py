@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from edgeft.data import sample_data_path
 from edgeft.data.unlabelled import read_samples
 from edgeft.errors import UsageError
 from edgeft.export.cache import Cache
-from edgeft.export.bundle import BundleWriter, check_destination
+from edgeft.export.bundle import BundleWriter
 from edgeft.export.config import ExportConfig, QuantizeRecipe
 from edgeft.export.device import Confirmer, Device, is_device
 from edgeft.export.convert import DEFAULT_OPSET, to_onnx
@@ -34,6 +33,7 @@ from edgeft.export.select import Builder, Judge, Selection, fastest, with_fallba
 from edgeft.export.selection_report import write_selection_report
 from edgeft.export.verify import FLOAT_TOLERANCE, accuracy, check_parity, onnx_logits, torch_logits
 from edgeft.manifest import MODEL, TOKENIZER, Manifest, TensorSpec, sha256_file, write_manifest
+from edgeft.outputs import Output, check_space, write_errors
 from edgeft.runtime.cpu import cpu_info
 
 Log = Callable[[str], None]
@@ -121,9 +121,16 @@ def _versions() -> dict[str, str]:
 
 
 def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
-    """Export ``config.source`` to a verified bundle at ``config.output``; nothing is written on failure."""
+    """Export ``config.source`` to a verified bundle at ``config.output``; nothing is written on failure.
+
+    The output is locked from the start (a second export to it fails at once); all work happens
+    in its temporary folder beside it, and the bundle replaces any old one in one rename."""
     start = time.perf_counter()
-    check_destination(config.output, config.force)
+    with BundleWriter(config.output, config.force) as slot:
+        return _export_into(slot, config, log, start)
+
+
+def _export_into(slot: Output, config: ExportConfig, log: Log, start: float) -> ExportResult:
     cpu = cpu_info()
     device = _reach(config, log)  # before any work: an unreachable device is exit 2 with nothing written
     target = (device_target(config.target, device.cpu, cpu) if device is not None and config.target.startswith("ssh://")
@@ -146,8 +153,10 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
     cautions = _too_few_samples(recipe.mode == "static" or config.auto, calibration, held_out)
     batches = list(maker.batches(held_out.items, BATCH))
     model = source.model
-    with tempfile.TemporaryDirectory(prefix="edgeft-export-") as tmp:
-        work = Path(tmp)
+    need = _space_needed(model, config.auto)
+    check_space(Path(config.output).absolute().parent, need, "the export")
+    with write_errors(Path(config.output), need):
+        work, folder = slot.work, slot.result
         log(f"exporting {model.spec.name} to ONNX (opset {config.opset or DEFAULT_OPSET})")
 
         def float_graph(model: Backbone, name: str) -> Path:
@@ -180,48 +189,60 @@ def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
         selection.cautions = cautions
         chosen = selection.chosen
         chosen_path = chosen.path
-        with BundleWriter(config.output, config.force) as folder:
-            shutil.copyfile(chosen_path, folder / MODEL)
-            if source.tokenizer_json is not None:
-                (folder / TOKENIZER).write_text(source.tokenizer_json, encoding="utf-8")
-            picked = pick(chosen.logits[:confirmer.count] if confirmer else chosen.logits)  # type: ignore[index]
-            golden = write_golden(folder, folder / MODEL, maker, [held_out.items[i] for i in picked], chosen.recipe.mode,
-                                  target.numerics)
-            if confirmer is not None:
-                stored = np.load(folder / golden["file"])["logits"]
-                golden["device"] = confirmer.golden_check(chosen, picked, golden, stored, cautions)
-            inputs, outputs = _tensor_specs(folder / MODEL)
-            manifest = Manifest(
-                task=source.task, labels=source.labels, inputs=inputs, outputs=outputs,
-                preprocessing=model.preprocessing.to_dict(),
-                quantization={**chosen.info, "calibration_samples": len(calibration) if calibration_batches else 0,
-                              "requested": "auto" if config.auto else recipe.name,
-                              "selection": {"strategy": selection.strategy, "seconds": round(selection.seconds, 1),
-                                            "repair": selection.repair,
-                                            **({"report": "doctor.md"} if config.auto else {})},
-                              "attempts": [c.to_dict() for c in selection.candidates],
-                              "budget": "validation accuracy drop" if float_accuracy is not None
-                              else "top-1 disagreement with PyTorch (no labels)",
-                              "cpu": cpu.to_dict(), "target": target.to_dict(), "warnings": cautions},
-                verification={
-                    "held_out": held_out.origin, "samples": len(held_out.items), "tolerance": FLOAT_TOLERANCE,
-                    "float_vs_torch": parity.to_dict(), "exported_vs_torch": chosen.comparison.to_dict(),
-                    "accuracy": None if float_accuracy is None else {
-                        "float": float_accuracy, "exported": chosen.accuracy, "drop_points": chosen.drop_points,
-                        "max_drop_points": config.max_accuracy_drop},
-                },
-                source={**source.description, "opset": config.opset or DEFAULT_OPSET,
-                        "exporter": "optimum-onnx" if source.modality == "text" else "torch.onnx (dynamo)",
-                        "edgeft_version": __version__, "versions": _versions(), "notes": source.notes,
-                        "export_config": config.to_dict(), "model_sha256": sha256_file(folder / MODEL)},
-                golden=golden, files={"model": MODEL, **({"tokenizer": TOKENIZER} if source.tokenizer_json else {}),
-                                      "golden": golden["file"]},
-            )
-            write_manifest(folder, manifest)
-            if config.auto:
-                write_selection_report(selection, folder)
-            size = (folder / MODEL).stat().st_size
+        shutil.copyfile(chosen_path, folder / MODEL)
+        if source.tokenizer_json is not None:
+            (folder / TOKENIZER).write_text(source.tokenizer_json, encoding="utf-8")
+        picked = pick(chosen.logits[:confirmer.count] if confirmer else chosen.logits)  # type: ignore[index]
+        golden = write_golden(folder, folder / MODEL, maker, [held_out.items[i] for i in picked], chosen.recipe.mode,
+                              target.numerics)
+        if confirmer is not None:
+            stored = np.load(folder / golden["file"])["logits"]
+            golden["device"] = confirmer.golden_check(chosen, picked, golden, stored, cautions)
+        inputs, outputs = _tensor_specs(folder / MODEL)
+        manifest = Manifest(
+            task=source.task, labels=source.labels, inputs=inputs, outputs=outputs,
+            preprocessing=model.preprocessing.to_dict(),
+            quantization={**chosen.info, "calibration_samples": len(calibration) if calibration_batches else 0,
+                          "requested": "auto" if config.auto else recipe.name,
+                          "selection": {"strategy": selection.strategy, "seconds": round(selection.seconds, 1),
+                                        "repair": selection.repair,
+                                        **({"report": "doctor.md"} if config.auto else {})},
+                          "attempts": [c.to_dict() for c in selection.candidates],
+                          "budget": "validation accuracy drop" if float_accuracy is not None
+                          else "top-1 disagreement with PyTorch (no labels)",
+                          "cpu": cpu.to_dict(), "target": target.to_dict(), "warnings": cautions},
+            verification={
+                "held_out": held_out.origin, "samples": len(held_out.items), "tolerance": FLOAT_TOLERANCE,
+                "float_vs_torch": parity.to_dict(), "exported_vs_torch": chosen.comparison.to_dict(),
+                "accuracy": None if float_accuracy is None else {
+                    "float": float_accuracy, "exported": chosen.accuracy, "drop_points": chosen.drop_points,
+                    "max_drop_points": config.max_accuracy_drop},
+            },
+            source={**source.description, **_positions(model), "opset": config.opset or DEFAULT_OPSET,
+                    "exporter": "optimum-onnx" if source.modality == "text" else "torch.onnx (dynamo)",
+                    "edgeft_version": __version__, "versions": _versions(), "notes": source.notes,
+                    "export_config": config.to_dict(), "model_sha256": sha256_file(folder / MODEL)},
+            golden=golden, files={"model": MODEL, **({"tokenizer": TOKENIZER} if source.tokenizer_json else {}),
+                                  "golden": golden["file"]},
+        )
+        write_manifest(folder, manifest)
+        if config.auto:
+            write_selection_report(selection, folder)
+        size = (folder / MODEL).stat().st_size
     return ExportResult(Path(config.output), manifest, float_size, size, time.perf_counter() - start, selection)
+
+
+def _positions(model: Backbone) -> dict[str, int]:
+    """A text model's position count (the runtime refuses a max_length beyond it)."""
+    positions = getattr(getattr(getattr(model, "encoder", None), "config", None), "max_position_embeddings", None)
+    return {"max_positions": int(positions)} if isinstance(positions, int) else {}
+
+
+def _space_needed(model: Backbone, auto: bool) -> int:
+    """Bytes an export needs beside its output: the float graph twice (exported, optimised), the
+    candidates (a quarter each for INT8; --quantize auto builds up to six) and the bundle."""
+    float_bytes = sum(p.numel() for p in model.parameters()) * 4
+    return int(float_bytes * (3 + (1.5 if auto else 0.5)))
 
 
 def _too_few_samples(calibrated: bool, calibration: list[str] | None, held_out: _HeldOut) -> list[str]:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
+from edgeft import outputs
 from edgeft.backbones import Backbone
 
 MEMORY_LIMIT_BYTES = 2 << 30  # larger caches go to memory-mapped files on disk
@@ -58,13 +59,14 @@ def compute_states(
     count: int,
     prefix: int,
     pooled: bool,
-    spill_parent: Path | None = None,
+    spill_beside: Path | None = None,
     memory_limit: int = MEMORY_LIMIT_BYTES,
 ) -> CachedStates:
     """Run the first ``prefix`` groups (then pooling if ``pooled``) over every batch once.
 
     The frozen groups must already be in eval mode. Storage is allocated after the first batch:
-    in memory up to ``memory_limit`` bytes, else in memory-mapped files under ``spill_parent``.
+    in memory up to ``memory_limit`` bytes, else in memory-mapped files in a temporary folder
+    beside ``spill_beside`` (the run directory, whose next run reaps it after a kill).
     """
     tensors: list[torch.Tensor] = []
     labels = torch.empty(count, dtype=torch.int64)
@@ -77,7 +79,8 @@ def compute_states(
         if not tensors:
             per_item = sum(t[0].numel() * t.element_size() for t in state)
             if per_item * count > memory_limit:
-                spill_dir = Path(tempfile.mkdtemp(prefix="edgeft-cache-", dir=spill_parent))
+                spill_dir = (outputs.make_temp_dir(spill_beside) if spill_beside is not None
+                             else Path(tempfile.mkdtemp(prefix="edgeft-cache-")))
                 tensors = [
                     torch.from_numpy(
                         np.lib.format.open_memmap(

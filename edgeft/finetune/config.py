@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -75,7 +76,8 @@ class FinetuneConfig:
         checks = [
             (self.epochs == "auto" or (type(self.epochs) is int and self.epochs >= 1),
              "--epochs must be auto or a whole number of at least 1"),
-            (self.lr is None or self.lr > 0, "--lr must be positive"),
+            (self.lr is None or 0 < self.lr < math.inf, "--lr must be a positive number"),
+            (0.0 <= self.weight_decay < math.inf, "--weight-decay must be 0 or more"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (0.0 < self.val_split < 1.0, "--val-split must be between 0 and 1"),
             (0.0 <= self.warmup_ratio < 1.0, "--warmup-ratio must be in [0, 1)"),

@@ -4,8 +4,10 @@ cached pooled features is fitted to convergence instead (``--epochs auto``, ``he
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from edgeft import __version__
+from edgeft import __version__, outputs
 from edgeft.backbones import Backbone, backbone_spec, load_backbone
 from edgeft.data import DatasetSplits, load_dataset
 from edgeft.errors import DataError, RunDirError, UsageError
@@ -205,7 +207,7 @@ class _Trainer:
         for items, what in ((self.train_items, "train"), (self.val_items, "val")):
             batches = self._loader(items, shuffle=False, batch_size=INFERENCE_BATCH, shard="none")
             batches = (_to(b, self.device) for b in self._bar(batches, f"caching {what} features"))
-            caches.append(compute_states(self.model, batches, len(items), prefix, pooled, self.out.parent))
+            caches.append(compute_states(self.model, batches, len(items), prefix, pooled, self.out.absolute()))
         self.train_items, self.val_items = caches
         self.cache_info = CacheInfo(
             prefix_groups=prefix, pooled=pooled, items=sum(len(c) for c in caches),
@@ -358,65 +360,100 @@ class _Trainer:
                 "cache": asdict(self.cache_info) if self.cache_info else None,
                 "processes": self.ctx.world_size, "ranks_weights_sha256": self.digest}
 
+    def write_config(self, folder: Path) -> None:
+        """The run directory's first contents, written before the first epoch."""
+        rd.write_json(folder / rd.CONFIG, self.run_config())
+        if hasattr(self.model, "tokenizer_json"):
+            rd.write_text(folder / rd.TOKENIZER, self.model.tokenizer_json)
+
     def _save(self, improved: bool) -> None:
+        """Commit the epoch: the checkpoint in one rename, then the files derived from it."""
         weights = self.model.state_dict()
         opt_tensors, opt_info = rd.optimizer_tensors(self.optimizer)
         state = {"epoch": len(self.history), "best_accuracy": self.best_accuracy, "best_loss": self.best_loss,
-                 "best_epoch": self.best_epoch,
-                 "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early,
-                 "optimizer": opt_info, "scheduler": self.scheduler.state_dict()}
+                 "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early,
+                 "optimizer": opt_info, "scheduler": self.scheduler.state_dict(), "metrics": self.metrics()}
+        rd.save_checkpoint(self.out / rd.LAST, {**{f"model.{k}": v for k, v in weights.items()}, **opt_tensors}, state)
+        self._derive(state, weights)
 
-        def write(folder: Path) -> None:
-            if not (folder / rd.CONFIG).exists():
-                rd.write_json(folder / rd.CONFIG, self.run_config())
-                if hasattr(self.model, "tokenizer_json"):
-                    rd.write_text(folder / rd.TOKENIZER, self.model.tokenizer_json)
-            if improved:
-                rd.save_weights(folder / rd.WEIGHTS, weights, {"format": "edgeft-run"})
-            rd.save_weights(folder / rd.LAST, {**{f"model.{k}": v for k, v in weights.items()}, **opt_tensors})
-            rd.write_json(folder / rd.STATE, state)
-            rd.write_json(folder / rd.METRICS, self.metrics())
-
-        if self.out.is_dir() and (self.out / rd.CONFIG).exists():
-            write(self.out)
-        else:
-            rd.create_run_dir(self.out, write)
+    def _derive(self, state: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
+        """``metrics.json`` and ``model.safetensors`` as the committed checkpoint says (a repair on resume)."""
+        rd.write_json(self.out / rd.METRICS, state["metrics"])
+        best = state["best_epoch"]
+        if best == state["epoch"] and rd.weights_epoch(self.out / rd.WEIGHTS) != best:
+            rd.save_weights(self.out / rd.WEIGHTS, weights, {"format": "edgeft-run", "epoch": str(best)})
 
     def restore(self) -> None:
-        """Continue from ``checkpoint/`` of an interrupted run."""
-        tensors = rd.load_weights(self.out / rd.LAST)
-        state = rd.read_json(self.out / rd.STATE)
+        """Continue from the checkpoint of an interrupted run (from epoch 1 if none was committed)."""
+        if not (self.out / rd.LAST).is_file():
+            self.log("no epoch was committed before the interruption; starting at epoch 1")
+            return
+        tensors, state = rd.load_checkpoint(self.out / rd.LAST)
+        if state is None:  # a run written before the checkpoint held its state
+            state = {**rd.read_json(self.out / rd.STATE), "metrics": rd.read_json(self.out / rd.METRICS)}
         weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
             self.model.load_state_dict(weights)
             rd.restore_optimizer(self.optimizer, tensors, state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
+            self.history = list(state["metrics"]["epochs"][: state["epoch"]])
+            self.best_accuracy, self.best_loss = state["best_accuracy"], state["best_loss"]
+            self.best_epoch, self.bad_epochs, self.stopped_early = state["best_epoch"], state["bad_epochs"], state["stopped_early"]
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise RunDirError(f"{self.out}: checkpoint does not fit this run ({str(exc).splitlines()[0]})") from None
-        self.history = rd.read_json(self.out / rd.METRICS)["epochs"][: state["epoch"]]
-        self.best_accuracy, self.best_loss, self.best_epoch = state["best_accuracy"], state["best_loss"], state["best_epoch"]
-        self.bad_epochs, self.stopped_early = state["bad_epochs"], state["stopped_early"]
+        if self.ctx.is_main:
+            self._derive({**state, "metrics": self.metrics()}, {k: v for k, v in weights.items()})
 
 
 def _quiet(_: str) -> None:
     pass
 
 
-def finetune(config: FinetuneConfig, *, resume: bool = False, log: Log = _quiet, progress: bool = False) -> FinetuneResult:
+RESUME_MAY_CHANGE = ("device", "num_workers", "output")  # options a resumed run may take anew
+
+
+def finetune(config: FinetuneConfig, *, resume: bool = False, log: Log = _quiet, progress: bool = False,
+             given: dict[str, Any] | None = None) -> FinetuneResult:
     """Fine-tune ``config.backbone`` on ``config.data`` into the run directory ``config.output``.
 
-    Everything is validated before the first byte is written; the run directory appears after
-    the first epoch, complete. ``resume=True`` continues the run stored in ``config.output``.
+    Everything is validated before the first byte is written. The run directory appears before
+    the first epoch with its config and is locked while the run writes it; each epoch commits
+    in one step. ``resume=True`` continues the run stored in ``config.output``; ``given`` are
+    the options the user set for it (they must agree with the run's, except ``RESUME_MAY_CHANGE``).
     """
     out = Path(config.output)
     ctx = context_from_env()
+    with outputs.OutputLock(out.absolute()) if ctx.is_main else contextlib.nullcontext():
+        if ctx.is_main:
+            outputs.reap(out.absolute().parent, out.name)
+            for folder in (out, (out / rd.LAST).parent):
+                outputs.reap(folder)
+        return _finetune(config, out, ctx, resume, log, progress, given or {})
+
+
+def _resumed_config(out: Path, given: dict[str, Any]) -> FinetuneConfig:
+    stored = rd.read_json(out / rd.CONFIG) if (out / rd.CONFIG).exists() else None
+    if stored is None:
+        raise RunDirError(f"{out} holds no run to resume (no {rd.CONFIG})")
+    try:
+        stored_config = dict(stored["finetune_config"])
+    except (KeyError, TypeError, ValueError):
+        raise RunDirError(f"{out / rd.CONFIG} is not an edgeft run config") from None
+    changed = [f"--{k.replace('_', '-')} {v} (the run has {stored_config.get(k)})" for k, v in given.items()
+               if k not in RESUME_MAY_CHANGE and stored_config.get(k) != v]
+    if changed:
+        raise UsageError(f"--resume continues the run as it was configured; {', '.join(changed)}: drop the option, "
+                         "or start a new run with -o elsewhere")
+    return FinetuneConfig.from_dict({**stored_config, **{k: v for k, v in given.items() if k in RESUME_MAY_CHANGE},
+                                     "output": str(out)})
+
+
+def _finetune(config: FinetuneConfig, out: Path, ctx: DistContext, resume: bool, log: Log, progress: bool,
+              given: dict[str, Any]) -> FinetuneResult:
     if not ctx.is_main:
         log, progress = _quiet, False
     if resume:
-        stored = rd.read_json(out / rd.CONFIG) if (out / rd.CONFIG).exists() else None
-        if stored is None:
-            raise RunDirError(f"{out} holds no run to resume (no {rd.CONFIG})")
-        config = FinetuneConfig.from_dict({**stored["finetune_config"], "output": str(out)})
+        config = _resumed_config(out, given)
     else:
         rd.check_new_run_dir(out)
     device = resolve_device(config.device, ctx.local_rank)
@@ -437,14 +474,27 @@ def finetune(config: FinetuneConfig, *, resume: bool = False, log: Log = _quiet,
         + (f", {ctx.world_size} processes (global batch {config.batch_size})" if ctx.enabled else ""))
     if ctx.enabled and config.batch_size < ctx.world_size:
         raise UsageError(f"--batch-size {config.batch_size} is smaller than the {ctx.world_size} processes")
+    # the best weights, the checkpoint (weights and AdamW's two moments) and one file's atomic copy
+    need = 8 * (freeze.trainable + freeze.frozen) + 12 * freeze.trainable
+    if ctx.is_main:
+        outputs.check_space(out.absolute(), need, "the run directory")
     init_process_group(ctx, device)
     start = time.perf_counter()
     trainer = _Trainer(config, splits, model, freeze, log, progress, ctx, device, precision)
+    created = False
     try:
-        if resume:
-            trainer.restore()
-            log(f"resuming after epoch {len(trainer.history)}")
-        trainer.fit()
+        with outputs.write_errors(out, need):
+            if not resume and ctx.is_main:
+                rd.create_run_dir(out, trainer.write_config)
+                created = True
+            if resume:
+                trainer.restore()
+                log(f"resuming after epoch {len(trainer.history)}")
+            trainer.fit()
+    except BaseException:
+        if created and not trainer.history:  # nothing committed yet: leave no run behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     finally:
         trainer.close()
     return FinetuneResult(

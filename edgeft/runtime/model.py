@@ -8,12 +8,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgeft import limits
 from edgeft.errors import UsageError
 from edgeft.manifest import Manifest, ManifestError, read_manifest, sha256_file
 from edgeft.runtime.cpu import CpuInfo, cpu_info
 from edgeft.runtime.preprocess import (
     ImagePreprocessing,
     TextPreprocessing,
+    check_texts,
     crop_image,
     encode_texts,
     load_image,
@@ -68,28 +70,75 @@ class GoldenCheck:
 
 
 def _unpack_zip(path: Path) -> Path:
-    """Extract a packaged zip into a private temporary folder after checking every entry's name:
-    no absolute paths, no ``..``, no links."""
+    """Extract a packaged zip into a private temporary folder (removed at exit, reaped after a kill)
+    once every entry has passed: a plain name (no absolute path, ``..`` or link), a known
+    compression, no encryption, and sizes within ``edgeft.limits`` (no zip bombs)."""
     import atexit
     import shutil
     import stat
-    import tempfile
     import zipfile
+    import zlib
+
+    from edgeft.outputs import check_space, scratch_dir
 
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise BundleError(f"{path} is not a readable zip ({exc})") from None
     with archive:
-        for info in archive.infolist():
+        entries = archive.infolist()
+        if len(entries) > limits.MAX_ZIP_ENTRIES:
+            raise BundleError(f"{path} holds {len(entries)} entries; a bundle has a handful (limit {limits.MAX_ZIP_ENTRIES})")
+        for info in entries:
             name = info.filename
-            parts = Path(name).parts
-            if name.startswith(("/", "\\")) or ":" in name or ".." in parts or stat.S_ISLNK(info.external_attr >> 16):
+            if name.startswith(("/", "\\")) or ":" in name or ".." in Path(name).parts or stat.S_ISLNK(info.external_attr >> 16):
                 raise BundleError(f"{path} has an unsafe entry {name!r}; refusing to unpack it")
-        folder = Path(tempfile.mkdtemp(prefix="edgeft-bundle-"))
+            if info.flag_bits & 0x1:
+                raise BundleError(f"{path}: entry {name!r} is encrypted; edgeft unpacks plain zips only")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise BundleError(f"{path}: entry {name!r} uses compression method {info.compress_type}; "
+                                  "edgeft unpacks stored or deflated entries only")
+            if info.file_size > limits.MAX_ZIP_RATIO * max(info.compress_size, 1) and info.file_size > 2**20:
+                raise BundleError(f"{path}: entry {name!r} expands {info.file_size / max(info.compress_size, 1):.0f}-fold "
+                                  f"to {info.file_size / 2**20:.0f} MB; refusing a zip bomb")
+        total = sum(info.file_size for info in entries)
+        if total > limits.MAX_ZIP_BYTES:
+            raise BundleError(f"{path} unpacks to {total / 2**30:.1f} GB, over the {limits.MAX_ZIP_BYTES / 2**30:.0f} GB limit")
+        folder = scratch_dir("bundle")
         atexit.register(shutil.rmtree, folder, True)
-        archive.extractall(folder)
+        check_space(folder, total, f"unpacking {path.name}")
+        try:
+            for info in entries:  # the sizes read back are bounded too: a lying header stops here
+                target = folder / info.filename
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as src, open(target, "wb") as dst:
+                    copied = 0
+                    while block := src.read(1 << 20):
+                        copied += len(block)
+                        if copied > info.file_size:
+                            raise zipfile.BadZipFile(f"entry {info.filename!r} is longer than its header says")
+                        dst.write(block)
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error, ValueError) as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise BundleError(f"{path} cannot be unpacked: {str(exc) or type(exc).__name__}") from None
     return folder
+
+
+def bundle_file(folder: Path, name: str) -> Path:
+    """``folder/name`` for a name the manifest gives, refused if it leads out of the bundle."""
+    path = folder / name
+    try:
+        inside = path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        raise BundleError(f"{name!r} in {folder} leads out of the bundle; refusing to read it")
+    if not path.is_file():
+        raise BundleError(f"{path} is missing")
+    return path
 
 
 def _providers(requested: Sequence[str] | None) -> list[str]:
@@ -117,7 +166,7 @@ class EdgeModel:
             tokenizer = path / manifest.files.get("tokenizer", "tokenizer.json")
             if not tokenizer.is_file():
                 raise BundleError(f"{path} is a text bundle without its tokenizer ({tokenizer.name} is missing)")
-            self.tokenizer = load_tokenizer(tokenizer, self.preprocessing)
+            self.tokenizer = load_tokenizer(bundle_file(path, tokenizer.name), self.preprocessing)
 
     @property
     def provider(self) -> str:
@@ -132,9 +181,7 @@ class EdgeModel:
         if path.is_file() and path.suffix == ".zip":
             path = _unpack_zip(path)
         manifest = read_manifest(path)
-        model_file = path / manifest.model_file
-        if not model_file.is_file():
-            raise BundleError(f"{model_file} is missing")
+        model_file = bundle_file(path, manifest.model_file)
         if sha256_file(model_file) != manifest.source["model_sha256"]:
             raise BundleError(f"{model_file} does not match the manifest's sha256 (edited or corrupted); re-export it")
         options = ort.SessionOptions()
@@ -148,6 +195,9 @@ class EdgeModel:
         declared = ([t.name for t in manifest.inputs], [t.name for t in manifest.outputs])
         if graph != declared:
             raise BundleError(f"{model_file} has inputs/outputs {graph}, the manifest declares {declared}")
+        width = session.get_outputs()[0].shape[-1] if session.get_outputs()[0].shape else None
+        if isinstance(width, int) and width != len(manifest.labels):
+            raise BundleError(f"{model_file} outputs {width} classes but the manifest lists {len(manifest.labels)} labels")
         return cls(path, manifest, session)
 
     def _check_feeds(self, feeds: dict[str, np.ndarray]) -> None:
@@ -167,7 +217,11 @@ class EdgeModel:
     def logits(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """The model's output for ready-made tensors, checked against the manifest first."""
         self._check_feeds(feeds)
-        return self.session.run(None, feeds)[0]
+        try:
+            return self.session.run(None, feeds)[0]
+        except Exception as exc:  # onnxruntime's own exception types: a graph the inputs break
+            raise BundleError(f"onnxruntime failed to run {self.manifest.model_file}: "
+                              f"{str(exc).splitlines()[0][:300]}") from None
 
     def _image_crops(self, images: Sequence[Any]) -> np.ndarray:
         from PIL import Image
@@ -195,6 +249,7 @@ class EdgeModel:
         if self.tokenizer is not None:
             if not all(isinstance(t, str) for t in items):
                 raise InputError("a text bundle takes strings")
+            check_texts(items)
             return encode_texts(self.tokenizer, list(items), self.preprocessing)
         return {"pixel_values": normalize(self._image_crops(items), self.preprocessing)}
 
@@ -237,15 +292,47 @@ class EdgeModel:
     def check_golden(self) -> GoldenCheck:
         """Run the bundle's golden inputs here and compare with the outputs stored at export."""
         golden = self.manifest.golden
-        file = self.path / golden.get("file", "golden.npz")
-        if not file.is_file():
-            raise BundleError(f"{self.path} has no golden vectors ({file.name} is missing)")
-        data = np.load(file, allow_pickle=False)
+        if not golden:
+            raise BundleError(f"{self.path} has no golden vectors (its manifest has no golden entry)")
+        if not (self.path / golden["file"]).is_file():
+            raise BundleError(f"{self.path} has no golden vectors ({golden['file']} is missing)")
+        inputs, expected = read_golden(bundle_file(self.path, golden["file"]), self.manifest)
         if isinstance(self.preprocessing, ImagePreprocessing):
-            feeds = {"pixel_values": normalize(data["crops"], self.preprocessing)}
+            feeds = {"pixel_values": normalize(inputs, self.preprocessing)}
         else:  # re-tokenized here: the check covers the bundled tokenizer too
-            feeds = encode_texts(self.tokenizer, [str(t) for t in data["texts"]], self.preprocessing)
+            feeds = encode_texts(self.tokenizer, [str(t) for t in inputs], self.preprocessing)
         logits = self.logits(feeds)
-        expected = data["logits"]
         return GoldenCheck(len(expected), float(np.abs(logits - expected).max()), float(golden["atol"]),
                            float(np.mean(logits.argmax(-1) == np.asarray(golden["top1"]))), self.provider)
+
+
+def read_golden(file: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
+    """The golden inputs (uint8 crops or texts) and logits, refused unless they are exactly what
+    export writes: a plain npz (no pickles) within ``limits.MAX_GOLDEN_BYTES``, of the shapes the
+    manifest implies."""
+    import zipfile
+    import zlib
+
+    count, classes = manifest.golden["count"], len(manifest.labels)
+    key = "crops" if manifest.task == "image-classification" else "texts"
+    try:
+        with zipfile.ZipFile(file) as archive:
+            if sum(i.file_size for i in archive.infolist()) > limits.MAX_GOLDEN_BYTES:
+                raise BundleError(f"{file} is larger than {limits.MAX_GOLDEN_BYTES // 2**20} MB unpacked")
+        with np.load(file, allow_pickle=False) as data:
+            inputs, logits = data[key], data["logits"]
+    except BundleError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
+            NotImplementedError) as exc:
+        raise BundleError(f"{file} is not golden vectors edgeft can read ({str(exc).splitlines()[0][:200]})") from None
+    size = manifest.preprocessing.get("size")
+    want_inputs = (count, size, size, 3) if key == "crops" else (count,)
+    if inputs.shape != want_inputs or (key == "crops" and inputs.dtype != np.uint8) or (
+            key == "texts" and inputs.dtype.kind != "U"):
+        raise BundleError(f"{file}: {key} must be {'uint8 ' if key == 'crops' else 'strings '}of shape "
+                          f"{list(want_inputs)}, got {inputs.dtype} {list(inputs.shape)}")
+    if logits.shape != (count, classes) or logits.dtype.kind != "f":
+        raise BundleError(f"{file}: logits must be floats of shape [{count}, {classes}], got {logits.dtype} "
+                          f"{list(logits.shape)}")
+    return inputs, logits

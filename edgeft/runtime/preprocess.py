@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgeft import limits
 from edgeft.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -83,14 +84,58 @@ def preprocessing_from_dict(data: dict[str, Any]) -> ImagePreprocessing | TextPr
     raise DataError(f"unknown preprocessing kind {kind!r}")
 
 
+def decode_utf8(raw: bytes, where: str) -> str:
+    """Bytes to text, or one clear error naming ``where`` (an argument, stdin, a file)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    """Refuse texts that no tokenizer should see: not UTF-8 (lone surrogates) or beyond the size limit."""
+    for i, text in enumerate(texts, 1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DataError(f"text {i} is not valid UTF-8 (at character {exc.start})") from None
+        if len(text) > limits.MAX_TEXT_CHARS:
+            raise DataError(f"text {i} has {len(text):,} characters, over the limit of {limits.MAX_TEXT_CHARS:,}")
+
+
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _to_rgb(im: "Image.Image") -> "Image.Image":  # noqa: F821
+    """RGB at 8 bits per channel; 16-bit and 32-bit grey images are scaled, not clipped to white."""
+    from PIL import Image
+
+    if im.mode in _SIXTEEN_BIT or im.mode in ("I", "F"):
+        values = np.asarray(im, dtype=np.float64)
+        top = values.max(initial=0)
+        if im.mode in _SIXTEEN_BIT or (im.mode == "I" and top > 255):
+            values = values / 257.0  # 0..65535 onto 0..255
+        elif im.mode == "F" and top <= 1.0:
+            values = values * 255.0  # 0..1 floats
+        im = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    return im.convert("RGB")
+
+
 def load_image(path: str | Path) -> "Image.Image":  # noqa: F821 - Pillow imported lazily
-    """Open an image file as RGB with its EXIF orientation applied."""
+    """Open an image file as 8-bit RGB with its EXIF orientation applied; images over
+    ``limits.MAX_IMAGE_PIXELS`` are refused before they are decoded."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = limits.MAX_IMAGE_PIXELS
     try:
         with Image.open(path) as im:
+            if im.width * im.height > limits.MAX_IMAGE_PIXELS:
+                raise DataError(f"image {path} is {im.width}x{im.height}, over the limit of "
+                                f"{limits.MAX_IMAGE_PIXELS // 2**20}M pixels")
             im = ImageOps.exif_transpose(im)
-            return im.convert("RGB")
+            return _to_rgb(im)
+    except Image.DecompressionBombError:
+        raise DataError(f"image {path} is over the limit of {limits.MAX_IMAGE_PIXELS // 2**20}M pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
 
@@ -107,6 +152,9 @@ def crop_image(image: "Image.Image", spec: ImagePreprocessing) -> np.ndarray:  #
     w, h = image.size
     scale = spec.resize / min(w, h)
     nw, nh = max(spec.size, round(w * scale)), max(spec.size, round(h * scale))
+    if nw * nh > limits.MAX_RESIZED_PIXELS:
+        raise DataError(f"a {w}x{h} image resized to {nw}x{nh} is over the limit of "
+                        f"{limits.MAX_RESIZED_PIXELS // 2**20}M pixels (its aspect ratio is too extreme)")
     image = image.resize((nw, nh), resample)
     left, top = (nw - spec.size) // 2, (nh - spec.size) // 2
     return np.asarray(image.crop((left, top, left + spec.size, top + spec.size)), dtype=np.uint8)

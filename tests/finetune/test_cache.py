@@ -39,7 +39,7 @@ def test_spill_to_disk_gives_the_same_states(tiny_bert, tmp_path):
     batches = [({"input_ids": ids[i:i + 3], "attention_mask": torch.ones(3, 5, dtype=torch.long)},
                 torch.tensor([0, 1, 0])) for i in (0, 3)]
     memory = compute_states(model, batches, 6, prefix=2, pooled=False)
-    disk = compute_states(model, batches, 6, prefix=2, pooled=False, spill_parent=tmp_path, memory_limit=0)
+    disk = compute_states(model, batches, 6, prefix=2, pooled=False, spill_beside=tmp_path / "run", memory_limit=0)
     assert disk.spill_dir is not None and any(disk.spill_dir.iterdir())
     assert all(torch.equal(a, b) for a, b in zip(memory.tensors, disk.tensors))
     disk.close()

@@ -18,8 +18,7 @@ def test_run_directory_contents(image_folder, tmp_path):
     result = finetune(_config(image_folder, tmp_path / "run"))
     run = tmp_path / "run"
     names = {p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()}
-    assert names == {"config.json", "model.safetensors", "metrics.json", "checkpoint/last.safetensors",
-                     "checkpoint/state.json"}
+    assert names == {"config.json", "model.safetensors", "metrics.json", "checkpoint/last.safetensors"}
     config = read_json(run / "config.json")
     assert config["backbone"]["name"] == "efficientnet_lite0"
     assert config["labels"] == ["blue", "green", "red"]

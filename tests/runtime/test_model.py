@@ -58,7 +58,7 @@ def test_runtime_output_equals_onnxruntime_run_by_hand(text_bundle):
     ("unknown format_version", "format_version 7"),
     ("missing tokenizer", "without its tokenizer"),
     ("truncated onnx", "onnxruntime cannot load"),
-    ("inputs that the graph lacks", "the manifest declares"),
+    ("inputs that the graph lacks", "are not the model's inputs"),
 ])
 def test_broken_bundles_are_refused_with_one_line(bundle, breakage, message):
     model = bundle / "model.onnx"
