@@ -299,9 +299,9 @@ class Output:
     it is asked only with ``force``."""
 
     def __init__(self, path: str | Path, force: bool = False, kind: str = "folder",
-                 replaceable: Callable[[Path], str | None] | None = None, what: str = "output") -> None:
+                 replaceable: Callable[[Path], str | None] | None = None) -> None:
         self.path = Path(path).absolute()
-        self.force, self.kind, self.what = force, kind, what
+        self.force, self.kind = force, kind
         self.replaceable = replaceable
         self.lock = OutputLock(self.path)
         self.staging: Path | None = None

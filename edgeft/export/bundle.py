@@ -31,7 +31,7 @@ def not_a_bundle(path: Path) -> str | None:
 
 def BundleWriter(output: str | Path, force: bool = False) -> Output:  # noqa: N802 - reads like the class it was
     """``with BundleWriter(out, force) as o:`` write the bundle into ``o.result``, scratch into ``o.work``."""
-    return Output(output, force, "folder", not_a_bundle, "bundle")
+    return Output(output, force, "folder", not_a_bundle)
 
 
 def check_destination(output: str | Path, force: bool) -> Path:

@@ -125,7 +125,7 @@ def package_bundle(bundle: str | Path, output: str | Path, fmt: str = "onnx", as
     model = EdgeModel.load(bundle)  # refuses a broken bundle before anything is written
     files = [MANIFEST, *dict.fromkeys(model.manifest.files.values())]
     need = 3 * sum((model.path / name).stat().st_size for name in files)  # the copy, an ORT model, the zip
-    slot = Output(output, force, "file", _not_a_package, "package") if as_zip else BundleWriter(output, force)
+    slot = Output(output, force, "file", _not_a_package) if as_zip else BundleWriter(output, force)
     slot.check()
     check_space(slot.path.parent, need, "the package")
     with slot, write_errors(slot.path, need):
