@@ -242,6 +242,10 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
               help="For a run that trained backbone groups: those groups (and the head) fine-tuned briefly under "
                    "fake quantization of the recipe, then quantized. auto: tried where a static recipe misses "
                    "--max-accuracy-drop; always: every static recipe; never.")
+@click.option("--app", is_flag=True,
+              help="An app model: it takes uint8 RGB pixels of any size (or one string) and returns logits, "
+                   "probabilities and the top-5, with the bundle's preprocessing inside the graph (text: "
+                   "onnxruntime-extensions' tokenizer). Checked against the Python runtime on the golden inputs.")
 @click.option("--force", is_flag=True, help="Replace an existing bundle at --output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def export(source: str, output: str, as_json: bool, **options: Any) -> None:
@@ -328,7 +332,7 @@ def verify(bundle: str, providers: tuple[str, ...], threads: int, as_json: bool)
     if mismatch:  # the target's exact int8, reproduced here (edgeft.export.exact_int8)
         from edgeft.export.verify import session
 
-        exact = session(model.path / model.manifest.model_file, threads, "simulated")
+        exact = session(model.path / model.manifest.model_file, threads, "simulated", model.manifest.app.get("custom_ops"))
         simulated = EdgeModel(model.path, model.manifest, exact).check_golden()
     if as_json:
         _print_json({**check.to_dict(), "kernel_mismatch": mismatch,
@@ -350,18 +354,22 @@ def verify(bundle: str, providers: tuple[str, ...], threads: int, as_json: bool)
 @click.option("--format", "fmt", type=click.Choice(["onnx", "ort"]), default="onnx", show_default=True,
               help="ort: the model converted to ORT format for ORT Mobile, with required_operators.config.")
 @click.option("--zip", "as_zip", is_flag=True, help="Write one zip file instead of a folder.")
+@click.option("--app", is_flag=True,
+              help="An app model: it takes uint8 RGB pixels of any size (or one string) and returns logits, "
+                   "probabilities and the top-5, with the bundle's preprocessing inside the graph (text: "
+                   "onnxruntime-extensions' tokenizer). Checked against the Python runtime on the golden inputs.")
 @click.option("--force", is_flag=True, help="Replace an existing package.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-def package(bundle: str, output: str, fmt: str, as_zip: bool, force: bool, as_json: bool) -> None:
+def package(bundle: str, output: str, fmt: str, as_zip: bool, app: bool, force: bool, as_json: bool) -> None:
     """Make BUNDLE app-ready: the bundle, a README for app developers, optionally ORT format.
 
     The package is checked back before it is kept: it must load and reproduce its golden vectors.
     """
     from edgeft.export.package import package_bundle
 
-    out = package_bundle(bundle, output, fmt=fmt, as_zip=as_zip, force=force)
+    out = package_bundle(bundle, output, fmt=fmt, as_zip=as_zip, force=force, app=app, log=_logger(as_json))
     if as_json:
-        _print_json({"package": str(out), "format": fmt, "zip": as_zip})
+        _print_json({"package": str(out), "format": fmt, "zip": as_zip, "app": app})
     else:
         click.echo(f"package written to {out} ({fmt}{', zip' if as_zip else ''}); checked: loads and reproduces "
                    "its golden vectors")

@@ -19,6 +19,7 @@ from edgeft import limits
 from edgeft.errors import UsageError
 
 FORMAT_VERSION = 1
+APP_FORMAT_VERSION = 2  # an app bundle (``--app``): a reader of version 1 would feed its model wrong inputs
 MANIFEST = "edgeft.json"
 MODEL = "model.onnx"
 TOKENIZER = "tokenizer.json"
@@ -27,11 +28,13 @@ TASKS = ("image-classification", "text-classification")
 QUANTIZATION_MODES = ("none", "dynamic", "static", "fp16")
 
 
-DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8")
+DTYPES = ("float32", "float16", "int64", "int32", "uint8", "int8", "string")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _IMAGE_KEYS = {"kind", "size", "resize", "interpolation", "mean", "std", "layout", "channel_order"}
 _TEXT_KEYS = {"kind", "max_length", "padding", "pad_token", "input_names", "lowercase"}
 _TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_APP_OUTPUTS = ["logits", "probabilities", "top_k_scores", "top_k_indices"]
+_APP_KEYS = {"input", "steps", "top_k", "custom_ops", "base_model_sha256", "parity", "resize", "golden_sizes"}
 
 
 class ManifestError(UsageError):
@@ -69,6 +72,9 @@ class Manifest:
       and accuracy of the float and exported models on the validation split where labelled
     - ``source``: backbone, run config, edgeft version, opset, ``model_sha256``
     - ``golden``: file, count, tolerance (max abs diff) for ``edgeft verify``
+    - ``app``: present in app bundles only (``edgeft package --app``): the model takes ``pixels``
+      (uint8 RGB HWC, any size) or ``text`` and outputs logits, probabilities and the top-k; the
+      steps inside the graph and its measured parity with the Python runtime
     """
 
     task: str
@@ -81,6 +87,7 @@ class Manifest:
     source: dict[str, Any]
     golden: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=lambda: {"model": MODEL})
+    app: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -94,22 +101,27 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        return {"format_version": data.pop("format_version"), **data}
+        data.pop("format_version")
+        if not data["app"]:
+            data.pop("app")
+        return {"format_version": APP_FORMAT_VERSION if self.app else FORMAT_VERSION, **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Manifest":
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in (FORMAT_VERSION, APP_FORMAT_VERSION) or isinstance(version, bool):
             raise ManifestError(
-                f"bundle format_version {version!r} is not one this edgeft reads ({FORMAT_VERSION}); "
-                "re-export it, or use a matching edgeft"
+                f"bundle format_version {version!r} is not one this edgeft reads ({FORMAT_VERSION}, or "
+                f"{APP_FORMAT_VERSION} for app bundles); re-export it, or use a matching edgeft"
             )
+        if (version == APP_FORMAT_VERSION) != bool(data.get("app")):
+            raise ManifestError(f"invalid manifest: format_version {APP_FORMAT_VERSION} goes with an app entry, and only it")
         missing = [k for k in ("task", "labels", "inputs", "outputs", "preprocessing", "quantization",
                                "verification", "source") if k not in data]
         if missing:
             raise ManifestError(f"invalid manifest: missing field {', '.join(missing)}")
         kinds = {"labels": list, "inputs": list, "outputs": list, "preprocessing": dict, "quantization": dict,
-                 "verification": dict, "source": dict, "golden": dict, "files": dict}
+                 "verification": dict, "source": dict, "golden": dict, "files": dict, "app": dict}
         wrong = [k for k, kind in kinds.items() if k in data and not isinstance(data[k], kind)]
         if wrong:
             raise ManifestError(f"invalid manifest: {wrong[0]} must be a JSON {'list' if kinds[wrong[0]] is list else 'object'}")
@@ -120,6 +132,7 @@ class Manifest:
             preprocessing=dict(data["preprocessing"]), quantization=dict(data["quantization"]),
             verification=dict(data["verification"]), source=dict(data["source"]),
             golden=dict(data.get("golden") or {}), files=dict(data.get("files") or {"model": MODEL}),
+            app=dict(data.get("app") or {}),
         )
 
 
@@ -166,7 +179,7 @@ def is_plain_name(name: Any) -> bool:
             and "\0" not in name and not name.startswith(".") and ":" not in name)
 
 
-def _image_problems(p: dict[str, Any], inputs: list[TensorSpec]) -> list[str]:
+def _image_problems(p: dict[str, Any], inputs: list[TensorSpec], app: bool) -> list[str]:
     problems = []
     size, resize = p.get("size"), p.get("resize")
     if not _int(size, 1, limits.MAX_CROP):
@@ -183,12 +196,12 @@ def _image_problems(p: dict[str, Any], inputs: list[TensorSpec]) -> list[str]:
                             f"got {value!r:.60}")
     if p.get("layout", "NCHW") != "NCHW" or p.get("channel_order", "RGB") != "RGB":
         problems.append("preprocessing.layout must be NCHW and channel_order RGB")
-    if len(inputs) != 1 or (isinstance(size, int) and inputs[0].shape[1:] not in ([3, size, size], [3, "height", "width"])):
+    if not app and (len(inputs) != 1 or (isinstance(size, int) and inputs[0].shape[1:] not in ([3, size, size], [3, "height", "width"]))):
         problems.append(f"an image bundle has one input of shape [batch, 3, size, size] (size {size!r:.20})")
     return problems
 
 
-def _text_problems(p: dict[str, Any], inputs: list[TensorSpec], source: dict[str, Any]) -> list[str]:
+def _text_problems(p: dict[str, Any], inputs: list[TensorSpec], source: dict[str, Any], app: bool) -> list[str]:
     problems = []
     positions = source.get("max_positions")
     top = min(limits.MAX_SEQUENCE, positions) if _int(positions, 1, 2**31) else limits.MAX_SEQUENCE
@@ -206,7 +219,7 @@ def _text_problems(p: dict[str, Any], inputs: list[TensorSpec], source: dict[str
     if not (isinstance(names, (list, tuple)) and names and all(n in _TEXT_INPUTS for n in names)
             and len(set(names)) == len(names)):
         problems.append(f"preprocessing.input_names must list some of {', '.join(_TEXT_INPUTS)}, got {names!r:.80}")
-    elif list(names) != [t.name for t in inputs]:
+    elif not app and list(names) != [t.name for t in inputs]:
         problems.append(f"preprocessing.input_names {list(names)} are not the model's inputs {[t.name for t in inputs]}")
     return problems
 
@@ -228,6 +241,25 @@ def _golden_problems(golden: dict[str, Any], labels: int) -> list[str]:
     return problems
 
 
+def _app_problems(m: Manifest) -> list[str]:
+    """An app bundle's model: one ``pixels`` or ``text`` input, the four app outputs."""
+    app, problems = m.app, []
+    unknown = sorted(set(app) - _APP_KEYS)
+    if unknown:
+        problems.append(f"app has unknown field {unknown[0]!r:.40} (a newer edgeft's bundle?)")
+    image = m.task == "image-classification"
+    want = (TensorSpec("pixels", "uint8", ["height", "width", 3]) if image else TensorSpec("text", "string", [1]))
+    if m.inputs != [want] or app.get("input") != want.name:
+        problems.append(f"an app bundle for {m.task} has one input {want.name!r} ({want.dtype}, shape {want.shape})")
+    if [t.name for t in m.outputs] != _APP_OUTPUTS:
+        problems.append(f"an app bundle's outputs are {', '.join(_APP_OUTPUTS)}")
+    if not _int(app.get("top_k"), 1, max(1, len(m.labels))):
+        problems.append(f"app.top_k must be a whole number from 1 to the number of labels, got {app.get('top_k')!r:.40}")
+    if app.get("custom_ops") not in (None, "onnxruntime-extensions"):
+        problems.append(f"app.custom_ops must be null or onnxruntime-extensions, got {app.get('custom_ops')!r:.60}")
+    return problems
+
+
 def _problems(m: Manifest) -> list[str]:
     """Everything wrong with a manifest, each as one clause naming its field."""
     problems = []
@@ -235,7 +267,9 @@ def _problems(m: Manifest) -> list[str]:
         problems.append(f"task {m.task!r:.40} is not one of {', '.join(TASKS)}")
     if not m.labels or not all(isinstance(label, str) for label in m.labels) or len(m.labels) > limits.MAX_LABELS:
         problems.append(f"labels must be a non-empty list of at most {limits.MAX_LABELS} strings")
-    if not m.inputs or len(m.outputs) != 1:
+    if m.app:
+        problems += _app_problems(m)
+    elif not m.inputs or len(m.outputs) != 1:
         problems.append("inputs must not be empty and there must be one output")
     elif isinstance(m.outputs[0].shape[-1:] and m.outputs[0].shape[-1], int) and m.outputs[0].shape[-1] != len(m.labels):
         problems.append(f"the output has {m.outputs[0].shape[-1]} classes but labels lists {len(m.labels)}")
@@ -255,6 +289,7 @@ def _problems(m: Manifest) -> list[str]:
         unknown = sorted(set(pre) - (_IMAGE_KEYS if kind == "image" else _TEXT_KEYS))
         if unknown:
             problems.append(f"preprocessing has unknown field {unknown[0]!r:.40} (a newer edgeft's bundle?)")
-        problems += (_image_problems(pre, m.inputs) if kind == "image" else _text_problems(pre, m.inputs, m.source))
+        problems += (_image_problems(pre, m.inputs, bool(m.app)) if kind == "image"
+                     else _text_problems(pre, m.inputs, m.source, bool(m.app)))
     problems += _golden_problems(m.golden, len(m.labels) if isinstance(m.labels, list) else 0)
     return problems

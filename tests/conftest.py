@@ -154,6 +154,14 @@ def image_bundle(tmp_path_factory, image_run) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def image_app_bundle(tmp_path_factory, image_bundle) -> Path:
+    """``image_bundle`` as an app bundle: uint8 pixels in, preprocessing inside the graph."""
+    from edgeft.export.package import package_bundle
+
+    return package_bundle(image_bundle, tmp_path_factory.mktemp("image-app") / "bundle", app=True)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
     """One line at the end of the run: what was skipped, and why (CI never skips in silence)."""
     from collections import Counter

@@ -92,6 +92,12 @@ def _contenders(config: BenchConfig) -> list[Contender]:
 
 def _points(config: BenchConfig, manifest: Manifest) -> list[tuple[int, int | None]]:
     text = manifest.task == "text-classification"
+    if manifest.app:  # one photo (or text) per call, at the size the app passes
+        if text:
+            raise UsageError("bench times text app bundles through the bundle they were made from: bench that one")
+        if tuple(config.batch_sizes) != (1,) or config.baseline:
+            raise UsageError("an app bundle takes one image per call: bench it with --batch-sizes 1 and no --baseline")
+        return [(1, None)]
     seqs: list[int | None] = list(config.seq_lengths) if text and config.inputs is None else [None]
     return [(b, s) for b in config.batch_sizes for s in seqs]
 
@@ -110,7 +116,9 @@ def _make_feeds(config: BenchConfig, contender: Contender, points: list[tuple[in
     rng = np.random.default_rng(0)
     for batch, seq in points:
         key = fd.point_key(batch, seq)
-        if items:
+        if manifest.app:
+            sets[key] = fd.app_sets(items, rng)
+        elif items:
             sets[key] = fd.real_sets(manifest, bundle, items, batch)
         elif seq is not None:
             sets[key] = [fd.synthetic_text(manifest, bundle, batch, seq, rng)]

@@ -20,6 +20,7 @@ from edgeft.runtime.preprocess import (
 )
 
 MAX_SETS = 16  # real-input batches per point
+APP_PHOTO = (960, 1280)  # height, width of the synthetic photo an app bundle is timed on
 
 
 def point_key(batch: int, seq: int | None) -> str:
@@ -48,6 +49,15 @@ def synthetic_image(manifest: Manifest, batch: int, rng: np.random.Generator) ->
     spec = ImagePreprocessing.from_dict(manifest.preprocessing)
     crops = rng.integers(0, 256, size=(batch, spec.size, spec.size, 3), dtype=np.uint8)
     return {manifest.inputs[0].name: normalize(crops, spec)}
+
+
+def app_sets(items: Sequence[str], rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
+    """An app bundle's feeds: the photos as decoded RGB (no preprocessing: the graph does it), or
+    one synthetic photo of ``APP_PHOTO`` size."""
+    if items:
+        return [{"pixels": np.asarray(load_image(path))} for path in items[:MAX_SETS]]
+    height, width = APP_PHOTO
+    return [{"pixels": rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)}]
 
 
 def real_sets(manifest: Manifest, bundle: Path, items: Sequence[str], batch: int) -> list[dict[str, np.ndarray]]:

@@ -130,6 +130,7 @@ class ExportConfig:
     confirm_samples: int = 128  # held-out samples a device target (qemu-arm64, ssh://) runs each kept candidate on
     ssh_config: str | None = None  # for an ssh:// target
     remote_python: str = "python3"  # on an ssh:// target (needs numpy and onnxruntime there)
+    app: bool = False  # the model takes what an app has, preprocessing inside the graph (edgeft.export.app_bundle)
 
     def __post_init__(self) -> None:
         # validates both (auto: the doctor picks among measured candidates)
@@ -141,6 +142,7 @@ class ExportConfig:
             (self.calibration_samples >= 1, "--calibration-samples must be at least 1"),
             (self.max_accuracy_drop >= 0, "--max-accuracy-drop must be 0 or more (points)"),
             (self.opset is None or 14 <= self.opset <= 23, "--opset must be between 14 and 23"),
+            (not self.app or self.opset is None or self.opset >= 18, "--app needs --opset 18 or later (Resize with antialias)"),
             (self.eval_samples >= 1, "--eval-samples must be at least 1"),
             (self.confirm_samples >= 1, "--confirm-samples must be at least 1"),
             (self.head_refit in HEAD_REFIT, f"--head-refit must be one of {', '.join(HEAD_REFIT)}"),

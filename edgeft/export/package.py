@@ -10,8 +10,11 @@ import shutil
 import zipfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from edgeft.errors import UsageError
+from edgeft.export.app_bundle import make_app
+from edgeft.export.app_readme import app_readme
 from edgeft.export.bundle import BundleWriter
 from edgeft.manifest import MANIFEST, Manifest, read_manifest, sha256_file, write_manifest
 from edgeft.outputs import Output, check_space, write_errors
@@ -44,10 +47,16 @@ def _to_ort(folder: Path, manifest: Manifest, work: Path) -> Manifest:
     onnx_file = folder / manifest.model_file
     tmp = work / "ort"
     tmp.mkdir()
+    library = None
+    if manifest.app.get("custom_ops"):
+        from onnxruntime_extensions import get_library_path
+
+        library = Path(get_library_path())
     os.environ["ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"] = "extended"
     try:
         with contextlib.redirect_stdout(io.StringIO()), _quiet_logs():
-            convert_onnx_models_to_ort(onnx_file, tmp, [OptimizationStyle.Fixed], target_platform="arm")
+            convert_onnx_models_to_ort(onnx_file, tmp, [OptimizationStyle.Fixed], custom_op_library_path=library,
+                                       target_platform="arm")
     finally:
         os.environ.pop("ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL", None)
     shutil.copyfile(next(tmp.glob("*.ort")), folder / "model.ort")
@@ -60,6 +69,8 @@ def _to_ort(folder: Path, manifest: Manifest, work: Path) -> Manifest:
 
 
 def _readme(manifest: Manifest) -> str:
+    if manifest.app:
+        return app_readme(manifest)
     pre = manifest.preprocessing
     inputs = "\n".join(f"- `{t.name}`: {t.dtype}, shape {t.shape}" for t in manifest.inputs)
     labels = ", ".join(manifest.labels[:20]) + (f", ... ({len(manifest.labels)} in all)" if len(manifest.labels) > 20 else "")
@@ -118,8 +129,9 @@ def _not_a_package(path: Path) -> str | None:
 
 
 def package_bundle(bundle: str | Path, output: str | Path, fmt: str = "onnx", as_zip: bool = False,
-                   force: bool = False) -> Path:
-    """Write the app-ready folder (or zip) and check it back: it must load and pass its golden check."""
+                   force: bool = False, app: bool = False, log: Callable[[str], None] = lambda _: None) -> Path:
+    """Write the app-ready folder (or zip) and check it back: it must load and pass its golden check.
+    ``app``: the model takes what an app has and does the preprocessing itself (``edgeft.export.app_bundle``)."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
     model = EdgeModel.load(bundle)  # refuses a broken bundle before anything is written
@@ -134,6 +146,9 @@ def package_bundle(bundle: str | Path, output: str | Path, fmt: str = "onnx", as
         for name in files:
             shutil.copyfile(bundle_file(model.path, name), folder / name)
         manifest = read_manifest(folder)
+        if app:
+            (slot.work / "app").mkdir()
+            manifest = make_app(folder, slot.work / "app", log=log)
         if fmt == "ort":
             manifest = _to_ort(folder, manifest, slot.work)
             write_manifest(folder, manifest)

@@ -21,6 +21,7 @@ from edgeft.export.bundle import BundleWriter
 from edgeft.export.config import ExportConfig, QuantizeRecipe
 from edgeft.export.device import Confirmer, Device, is_device
 from edgeft.export.convert import DEFAULT_OPSET, to_onnx
+from edgeft.export.app_bundle import make_app
 from edgeft.export.golden import pick, write_golden
 from edgeft.export.inputs import Feeds, InputMaker
 from edgeft.export.refit import HeadRefit
@@ -228,6 +229,9 @@ def _export_into(slot: Output, config: ExportConfig, log: Log, start: float) -> 
         write_manifest(folder, manifest)
         if config.auto:
             write_selection_report(selection, folder)
+        if config.app:
+            (work / "app").mkdir()
+            manifest = make_app(folder, work / "app", log=log)
         size = (folder / MODEL).stat().st_size
     return ExportResult(Path(config.output), manifest, float_size, size, time.perf_counter() - start, selection)
 

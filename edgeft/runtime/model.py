@@ -11,6 +11,7 @@ import numpy as np
 from edgeft import limits
 from edgeft.errors import UsageError
 from edgeft.manifest import Manifest, ManifestError, read_manifest, sha256_file
+from edgeft.runtime.app import app_feeds, read_app_golden, register_custom_ops
 from edgeft.runtime.cpu import CpuInfo, cpu_info
 from edgeft.runtime.preprocess import (
     ImagePreprocessing,
@@ -22,6 +23,7 @@ from edgeft.runtime.preprocess import (
     load_tokenizer,
     normalize,
     preprocessing_from_dict,
+    resized_size,
 )
 
 
@@ -162,7 +164,7 @@ class EdgeModel:
         self.session = session
         self.preprocessing: ImagePreprocessing | TextPreprocessing = preprocessing_from_dict(manifest.preprocessing)
         self.tokenizer = None
-        if isinstance(self.preprocessing, TextPreprocessing):
+        if isinstance(self.preprocessing, TextPreprocessing) and not manifest.app:
             tokenizer = path / manifest.files.get("tokenizer", "tokenizer.json")
             if not tokenizer.is_file():
                 raise BundleError(f"{path} is a text bundle without its tokenizer ({tokenizer.name} is missing)")
@@ -187,6 +189,7 @@ class EdgeModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        register_custom_ops(options, manifest.app.get("custom_ops"))
         try:
             session = ort.InferenceSession(str(model_file), options, providers=_providers(providers))
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
@@ -205,14 +208,15 @@ class EdgeModel:
             value = feeds.get(spec.name)
             if value is None:
                 raise InputError(f"input {spec.name!r} is missing")
-            if str(value.dtype) != spec.dtype or value.ndim != len(spec.shape):
+            dtype = "string" if value.dtype.kind in "UO" else str(value.dtype)
+            if dtype != spec.dtype or value.ndim != len(spec.shape):
                 raise InputError(f"input {spec.name!r} must be {spec.dtype} with shape {spec.shape}, "
                                  f"got {value.dtype} {list(value.shape)}")
             for got, want in zip(value.shape, spec.shape):
                 if isinstance(want, int) and got != want:
                     raise InputError(f"input {spec.name!r} must have shape {spec.shape}, got {list(value.shape)}")
-            if value.shape[0] == 0:
-                raise InputError("empty batch")
+            if value.size == 0:
+                raise InputError(f"input {spec.name!r} is empty: {list(value.shape)}" if self.manifest.app else "empty batch")
 
     def logits(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """The model's output for ready-made tensors, checked against the manifest first."""
@@ -243,9 +247,17 @@ class EdgeModel:
 
     def preprocess(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
         """Images (paths, PIL images, uint8 HWC arrays) or texts to the graph's input tensors.
-        Text is padded to the longest item of this batch, truncated at max_length."""
+        Text is padded to the longest item of this batch, truncated at max_length. An app bundle's
+        model takes one item at a time, as it is (``edgeft.runtime.app``)."""
         if len(items) == 0:
             raise InputError("no inputs given")
+        if self.manifest.app:
+            if len(items) != 1:
+                raise InputError("an app bundle's model takes one image or text at a time")
+            feeds = app_feeds(self.manifest.task, items[0])
+            if "pixels" in feeds:
+                resized_size(feeds["pixels"].shape[1], feeds["pixels"].shape[0], self.preprocessing)
+            return feeds
         if self.tokenizer is not None:
             if not all(isinstance(t, str) for t in items):
                 raise InputError("a text bundle takes strings")
@@ -263,6 +275,8 @@ class EdgeModel:
         labels = self.manifest.labels
         k = max(1, min(top_k, len(labels)))
         out: list[Prediction] = []
+        if self.manifest.app:
+            batch_size = 1
         for start in range(0, len(items), batch_size):
             logits = self.logits(self.preprocess(items[start:start + batch_size])).astype(np.float64)
             probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -297,6 +311,10 @@ class EdgeModel:
         if not (self.path / golden["file"]).is_file():
             raise BundleError(f"{self.path} has no golden vectors ({golden['file']} is missing)")
         inputs, expected = read_golden(bundle_file(self.path, golden["file"]), self.manifest)
+        if self.manifest.app:  # what an app passes, one at a time; the reference is the Python runtime's
+            logits = np.concatenate([self.logits(self.preprocess([item])) for item in inputs])
+            return GoldenCheck(len(expected), float(np.abs(logits - expected).max()), float(golden["atol"]),
+                               float(np.mean(logits.argmax(-1) == np.asarray(golden["top1"]))), self.provider)
         if isinstance(self.preprocessing, ImagePreprocessing):
             feeds = {"pixel_values": normalize(inputs, self.preprocessing)}
         else:  # re-tokenized here: the check covers the bundled tokenizer too
@@ -306,30 +324,33 @@ class EdgeModel:
                            float(np.mean(logits.argmax(-1) == np.asarray(golden["top1"]))), self.provider)
 
 
-def read_golden(file: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
-    """The golden inputs (uint8 crops or texts) and logits, refused unless they are exactly what
-    export writes: a plain npz (no pickles) within ``limits.MAX_GOLDEN_BYTES``, of the shapes the
-    manifest implies."""
+def read_golden(file: Path, manifest: Manifest) -> tuple[Any, np.ndarray]:
+    """The golden inputs (uint8 crops or texts; for an app bundle, a list of what an app passes)
+    and logits, refused unless they are exactly what export writes: a plain npz (no pickles)
+    within ``limits.MAX_GOLDEN_BYTES``, of the shapes the manifest implies."""
     import zipfile
     import zlib
 
     count, classes = manifest.golden["count"], len(manifest.labels)
-    key = "crops" if manifest.task == "image-classification" else "texts"
+    key = "app" if manifest.app else "crops" if manifest.task == "image-classification" else "texts"
     try:
         with zipfile.ZipFile(file) as archive:
             if sum(i.file_size for i in archive.infolist()) > limits.MAX_GOLDEN_BYTES:
                 raise BundleError(f"{file} is larger than {limits.MAX_GOLDEN_BYTES // 2**20} MB unpacked")
         with np.load(file, allow_pickle=False) as data:
-            inputs, logits = data[key], data["logits"]
+            logits = data["logits"]
+            inputs = read_app_golden(data, count, manifest.task) if key == "app" else data[key]
     except BundleError:
         raise
+    except UsageError as exc:  # an app golden input that is not what an app passes
+        raise BundleError(f"{file}: {exc}") from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
             NotImplementedError) as exc:
         raise BundleError(f"{file} is not golden vectors edgeft can read ({str(exc).splitlines()[0][:200]})") from None
     size = manifest.preprocessing.get("size")
     want_inputs = (count, size, size, 3) if key == "crops" else (count,)
-    if inputs.shape != want_inputs or (key == "crops" and inputs.dtype != np.uint8) or (
-            key == "texts" and inputs.dtype.kind != "U"):
+    if key != "app" and (inputs.shape != want_inputs or (key == "crops" and inputs.dtype != np.uint8) or (
+            key == "texts" and inputs.dtype.kind != "U")):
         raise BundleError(f"{file}: {key} must be {'uint8 ' if key == 'crops' else 'strings '}of shape "
                           f"{list(want_inputs)}, got {inputs.dtype} {list(inputs.shape)}")
     if logits.shape != (count, classes) or logits.dtype.kind != "f":

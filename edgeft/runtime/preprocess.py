@@ -140,6 +140,17 @@ def load_image(path: str | Path) -> "Image.Image":  # noqa: F821 - Pillow import
         raise DataError(f"cannot read image {path}: {exc}") from None
 
 
+def resized_size(w: int, h: int, spec: ImagePreprocessing) -> tuple[int, int]:
+    """The size an image is resized to before the center crop (the app model's graph computes the
+    same), refused beyond ``limits.MAX_RESIZED_PIXELS``: an extreme aspect ratio."""
+    scale = spec.resize / min(w, h)
+    nw, nh = max(spec.size, round(w * scale)), max(spec.size, round(h * scale))
+    if nw * nh > limits.MAX_RESIZED_PIXELS:
+        raise DataError(f"a {w}x{h} image resized to {nw}x{nh} is over the limit of "
+                        f"{limits.MAX_RESIZED_PIXELS // 2**20}M pixels (its aspect ratio is too extreme)")
+    return nw, nh
+
+
 def crop_image(image: "Image.Image", spec: ImagePreprocessing) -> np.ndarray:  # noqa: F821
     """Resize and center-crop an RGB image to a ``(size, size, 3)`` uint8 array."""
     from PIL import Image
@@ -149,12 +160,7 @@ def crop_image(image: "Image.Image", spec: ImagePreprocessing) -> np.ndarray:  #
         "bilinear": Image.Resampling.BILINEAR,
         "nearest": Image.Resampling.NEAREST,
     }[spec.interpolation]
-    w, h = image.size
-    scale = spec.resize / min(w, h)
-    nw, nh = max(spec.size, round(w * scale)), max(spec.size, round(h * scale))
-    if nw * nh > limits.MAX_RESIZED_PIXELS:
-        raise DataError(f"a {w}x{h} image resized to {nw}x{nh} is over the limit of "
-                        f"{limits.MAX_RESIZED_PIXELS // 2**20}M pixels (its aspect ratio is too extreme)")
+    nw, nh = resized_size(*image.size, spec)
     image = image.resize((nw, nh), resample)
     left, top = (nw - spec.size) // 2, (nh - spec.size) // 2
     return np.asarray(image.crop((left, top, left + spec.size, top + spec.size)), dtype=np.uint8)

@@ -97,4 +97,4 @@ def test_a_broken_bundle_is_not_packaged(text_bundle, tmp_path):
 def test_package_json(image_bundle, tmp_path):
     result = CliRunner().invoke(main, ["package", str(image_bundle), "-o", str(tmp_path / "app"), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == {"package": str(tmp_path / "app"), "format": "onnx", "zip": False}
+    assert json.loads(result.stdout) == {"package": str(tmp_path / "app"), "format": "onnx", "zip": False, "app": False}

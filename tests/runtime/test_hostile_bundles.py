@@ -63,7 +63,7 @@ def one_error_line(args: list[str], **kwargs) -> str:
 
 
 def _items(bundle: Path) -> list:
-    if json.loads((bundle / "edgeft.json").read_text())["task"] == "text-classification":
+    if json.loads((bundle / "edgeft.json").read_text()).get("task") == "text-classification":
         return ["a match today", "soup and bread"]
     return [np.full((50, 70, 3), (200, 40, 40), np.uint8)]
 
@@ -80,7 +80,7 @@ def _edit(bundle: Path, path: tuple, value=None, delete: bool = False) -> None:
     (bundle / "edgeft.json").write_text(json.dumps(data))
 
 
-@pytest.fixture(params=["text", "image"])
+@pytest.fixture(params=["text", "image", "image_app"])
 def any_bundle(request, tmp_path) -> Path:
     return Path(shutil.copytree(request.getfixturevalue(f"{request.param}_bundle"), tmp_path / "bundle"))
 
