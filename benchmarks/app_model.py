@@ -138,8 +138,9 @@ def main() -> None:
             for threads in (1, 2):
                 bare = EdgeModel.load(bundle, threads=threads)
                 app = EdgeModel.load(root / f"{variant}-app", threads=threads)
-                ms = block_median({"bare": lambda: bare.predict([big], top_k=5),
-                                   "app": lambda: app.session.run(["top_k_scores", "top_k_indices"], {"pixels": big})})
+                ms = block_median({"bare": lambda bare=bare: bare.predict([big], top_k=5),
+                                   "app": lambda app=app: app.session.run(["top_k_scores", "top_k_indices"],
+                                                                          {"pixels": big})})
                 info["latency_ms"][threads] = ms
                 rows.append(f"| {variant} | {threads} | {ms['bare']:.2f} | {ms['app']:.2f} | {ms['app'] / ms['bare']:.2f}x |")
             data["variants"][variant] = info

@@ -1,8 +1,8 @@
 """The bundle manifest ``edgeft.json``: a dataclass with read, write and validation (stdlib only).
 
-The runtime reads it to load a bundle; export writes it. Its schema is in ``../shared/DESIGN.md``
-and in ``Manifest`` below; ``format_version`` changes whenever a reader of an older version
-would misread a newer file.
+The runtime reads it to load a bundle; export writes it. The format is described in
+``docs/bundle-format.md`` and checked by ``Manifest`` below; ``format_version`` changes whenever a
+reader of an older version would misread a newer file.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ _TEXT_KEYS = {"kind", "max_length", "padding", "pad_token", "input_names", "lowe
 _TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _APP_OUTPUTS = ["logits", "probabilities", "top_k_scores", "top_k_indices"]
 _APP_KEYS = {"input", "steps", "top_k", "custom_ops", "base_model_sha256", "parity", "resize", "golden_sizes"}
+
+
+def modality_of(task: str) -> str:
+    """The one mapping from a task to the kind of input it takes: ``image`` or ``text``."""
+    return "image" if task == "image-classification" else "text"
 
 
 class ManifestError(UsageError):
@@ -94,6 +99,11 @@ class Manifest:
         problems = _problems(self)
         if problems:
             raise ManifestError("invalid manifest: " + "; ".join(problems))
+
+    @property
+    def modality(self) -> str:
+        """``image`` or ``text``: the kind of input the task takes."""
+        return modality_of(self.task)
 
     @property
     def model_file(self) -> str:
@@ -282,7 +292,7 @@ def _problems(m: Manifest) -> list[str]:
     bad = [f"files.{k}" for k, v in m.files.items() if not is_plain_name(v)]
     if bad:
         problems.append(f"{bad[0]} must be a file name inside the bundle, got {m.files[bad[0][6:]]!r:.80}")
-    pre, kind = m.preprocessing, "image" if m.task == "image-classification" else "text"
+    pre, kind = m.preprocessing, modality_of(m.task)
     if pre.get("kind") != kind:
         problems.append(f"preprocessing.kind must be {kind} for {m.task}")
     else:

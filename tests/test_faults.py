@@ -95,7 +95,7 @@ def test_export_killed_at_every_commit_point_leaves_the_old_bundle_or_the_new(te
     for n, point in enumerate(points, 1):
         fresh()
         killed = edgeft(*args, fault_at=n)
-        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stderr[-2000:])
         if force:
             assert json.loads((out / "edgeft.json").read_text())["source"]["model_sha256"] == old_sha
             assert edgeft("verify", str(out)).returncode == 0

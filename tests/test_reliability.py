@@ -44,8 +44,8 @@ def test_sixteen_bit_images_are_scaled_not_white(tmp_path, image_bundle):
     pixels = np.asarray(load_image(tmp_path / "grey16.png"))
     assert abs(pixels.mean() - ramp.mean() / 257) < 1 and pixels.min() == 0 and pixels.max() == 255
     # training reads images through the same function
-    from edgeft.finetune.inputs import ImageItems
     from edgeft.data.dataset import Dataset
+    from edgeft.finetune.inputs import ImageItems
     from edgeft.runtime.preprocess import ImagePreprocessing
 
     items = ImageItems(Dataset((str(tmp_path / "grey16.png"),), (0,), ("a",), "image"), ImagePreprocessing(size=32, resize=32))

@@ -14,6 +14,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from edgeft.manifest import modality_of
+
 State = tuple[torch.Tensor, ...]
 
 
@@ -38,7 +40,7 @@ class BackboneSpec:
 
     @property
     def modality(self) -> str:
-        return "image" if self.task == "image-classification" else "text"
+        return modality_of(self.task)
 
     def missing_packages(self) -> list[str]:
         """Import names of the offline weight packages that are not installed here."""

@@ -23,6 +23,7 @@ from edgeft.bench.targets import Target, resolve_target
 from edgeft.errors import TargetError, UsageError
 from edgeft.manifest import Manifest, read_manifest, sha256_file
 from edgeft.outputs import scratch
+from edgeft.runtime.golden import judge_golden
 
 SCHEMA = "edgeft.bench/1"
 IDLE_GAP_S = 0.05
@@ -111,7 +112,7 @@ def _make_feeds(config: BenchConfig, contender: Contender, points: list[tuple[in
         from edgeft.data.unlabelled import read_samples
 
         modality, items = read_samples(Path(config.inputs))
-        if modality != ("text" if manifest.task == "text-classification" else "image"):
+        if modality != manifest.modality:
             raise UsageError(f"--inputs {config.inputs} holds {modality}; {contender.name} takes the other kind")
     rng = np.random.default_rng(0)
     for batch, seq in points:
@@ -133,11 +134,10 @@ def _golden(contender: Contender) -> dict[str, Any]:
     got = np.asarray(reply["logits"], dtype=np.float64)
     golden = contender.manifest.golden  # type: ignore[union-attr]
     expected = np.load(contender.path / golden.get("file", "golden.npz"))["logits"].astype(np.float64)
-    diff = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
-    agree = float((got.argmax(-1) == expected.argmax(-1)).mean()) if got.shape == expected.shape else 0.0
-    atol = float(golden.get("atol", 1e-4))
-    return {"bundle": contender.name, "samples": int(expected.shape[0]), "top1_agreement": agree,
-            "max_abs_diff": diff, "atol": atol, "within_tolerance": bool(diff <= atol)}
+    check = judge_golden(got, expected, float(golden.get("atol", 1e-4)))
+    return {"bundle": contender.name, "samples": check.count, "top1_agreement": check.top1_agreement,
+            "max_abs_diff": check.max_abs_diff, "atol": check.atol, "within_tolerance": check.within_tolerance,
+            "ok": check.ok}
 
 
 class Bench:

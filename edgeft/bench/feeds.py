@@ -14,9 +14,15 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeft.manifest import Manifest, TOKENIZER
+from edgeft.manifest import TOKENIZER, Manifest
 from edgeft.runtime.preprocess import (
-    ImagePreprocessing, TextPreprocessing, crop_image, encode_texts, load_image, load_tokenizer, normalize,
+    ImagePreprocessing,
+    TextPreprocessing,
+    crop_image,
+    encode_texts,
+    load_image,
+    load_tokenizer,
+    normalize,
 )
 
 MAX_SETS = 16  # real-input batches per point

@@ -72,7 +72,8 @@ def count_macs(model: Any, shapes: Shapes) -> int:
 
 def _shapes(model: Any, feeds: dict[str, np.ndarray]) -> Shapes:
     import onnx.helper
-    import onnxruntime as ort
+
+    from edgeft.runtime.sessions import open_session
 
     exposed = {o.name for o in model.graph.output}
     for node in model.graph.node:
@@ -80,12 +81,9 @@ def _shapes(model: Any, feeds: dict[str, np.ndarray]) -> Shapes:
             if name and name not in exposed:
                 model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
                 exposed.add(name)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = open_session(model.SerializeToString(), optimization="none")
     values = session.run(None, feeds)
-    shapes = {o.name: tuple(np.shape(v)) for o, v in zip(session.get_outputs(), values)}
+    shapes = {o.name: tuple(np.shape(v)) for o, v in zip(session.get_outputs(), values, strict=True)}
     shapes.update({name: tuple(v.shape) for name, v in feeds.items()})
     return shapes
 

@@ -54,7 +54,7 @@ def write_plots(report: dict[str, Any], folder: Path) -> list[Path]:
     points = list(dict.fromkeys(labels))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        values = [next((r["ratio"] for r, lab in zip(results, labels) if r["bundle"] == name and lab == p), 0) for p in points]
+        values = [next((r["ratio"] for r, lab in zip(results, labels, strict=False) if r["bundle"] == name and lab == p), 0) for p in points]
         ax.bar([j + i * width for j in range(len(points))], values, width, label=name)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(points))], points)

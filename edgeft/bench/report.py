@@ -8,7 +8,7 @@ results.json (``schema: edgeft.bench/1``):
   runtime_version, available_providers, emulated, emulated_cpu (read by the runner on the target)
 - ``bundles``: name, kind (onnx | torch), path, quantization, size_bytes, sha256
 - ``golden``: per bundle, the golden vectors run on the target against the exported logits:
-  samples, top1_agreement, max_abs_diff, atol, within_tolerance
+  samples, top1_agreement, max_abs_diff, atol, within_tolerance, ok (edgeft.runtime.golden judges)
 - ``results``: one row per bundle and sweep point: threads, batch, seq (None: images or real
   inputs), tokens, provider, latency_ms {runs, min, mean, std, p50, p90, p99, max},
   throughput_per_s, load_s, first_run_ms, peak_rss_mb, gflop, gflops_per_s, ratio (p50 to the
@@ -23,6 +23,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from edgeft.runtime.golden import GoldenCheck
 
 CSV_COLUMNS = ["bundle", "kind", "threads", "batch", "seq", "tokens", "provider", "runs", "min_ms", "mean_ms", "std_ms",
                "p50_ms", "p90_ms", "p99_ms", "throughput_per_s", "ratio", "load_s", "first_run_ms", "peak_rss_mb",
@@ -72,9 +74,9 @@ def table_cells(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def golden_lines(report: dict[str, Any]) -> list[str]:
     lines = []
     for g in report["golden"]:
-        verdict = "agrees" if g["within_tolerance"] and g["top1_agreement"] == 1.0 else "DISAGREES"
-        lines.append(f"golden {g['bundle']}: {verdict} with the exported model's outputs: top-1 "
-                     f"{g['top1_agreement']:.0%} of {g['samples']}, max abs diff {g['max_abs_diff']:.3g} (tolerance {g['atol']:.3g})")
+        check = GoldenCheck.from_report(g)
+        lines.append(f"golden {g['bundle']}: {'agrees' if check.ok else 'DISAGREES'} with the exported model's "
+                     f"outputs: {check.sentence()}")
     return lines
 
 

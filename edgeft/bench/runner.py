@@ -25,8 +25,10 @@ import onnxruntime as ort
 
 try:
     from edgeft.runtime.cpu import cpu_info
-except ImportError:  # copied alone to a device: the same module, staged beside this file
+    from edgeft.runtime.sessions import open_session, providers_for
+except ImportError:  # copied alone to a device: the same modules, staged beside this file
     from _edgeft_cpu import cpu_info  # type: ignore[no-redef]
+    from _edgeft_sessions import open_session, providers_for  # type: ignore[no-redef]
 
 PROTOCOL = 1
 MAX_RUNS = 100_000
@@ -118,20 +120,12 @@ class OrtRunner(TimedRunner):
         return {"ready": PROTOCOL, "fingerprint": fingerprint("onnxruntime", ort.__version__, ort.get_available_providers())}
 
     def load(self, threads: int, provider: str = "cpu") -> dict[str, Any]:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        if provider == "cuda":
-            available = ort.get_available_providers()
-            chosen = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
-            providers = chosen + ["CPUExecutionProvider"]
-        else:
-            providers = ["CPUExecutionProvider"]
+        providers = providers_for("cuda" if provider == "cuda" else "cpu")
         self.provider = provider
         self.session = None
         start = time.perf_counter()
         model = self.bundle / self.manifest.get("files", {}).get("model", "model.onnx") if self.manifest else self.bundle
-        self.session = ort.InferenceSession(str(model), options, providers=providers)
+        self.session = open_session(model, threads, providers)
         load_s = time.perf_counter() - start
         used = self.session.get_providers()
         if provider == "cuda" and "CUDAExecutionProvider" not in used and "TensorrtExecutionProvider" not in used:

@@ -17,11 +17,12 @@ from urllib.parse import urlsplit
 
 from edgeft.errors import DeviceError, TargetError, UsageError
 from edgeft.manifest import GOLDEN, MANIFEST, read_manifest
-from edgeft.registry import Registry
 from edgeft.outputs import scratch
+from edgeft.registry import Registry
 
 RUNNER = Path(__file__).with_name("runner.py")
 CPU_MODULE = Path(__file__).resolve().parent.parent / "runtime" / "cpu.py"
+SESSIONS_MODULE = CPU_MODULE.with_name("sessions.py")
 ARM64_ROOT_ENV = "EDGEFT_ARM64_ROOT"
 
 
@@ -53,9 +54,11 @@ def register_target(name: str) -> Callable[[type], type]:
 
 
 def _stage_runner(folder: Path) -> None:
-    """The runner and the stdlib CPU reader it imports, ready to run where edgeft is not installed."""
+    """The runner and the two runtime modules it imports (the CPU reader and the session factory),
+    ready to run where edgeft is not installed."""
     shutil.copy2(RUNNER, folder / "runner.py")
     shutil.copy2(CPU_MODULE, folder / "_edgeft_cpu.py")
+    shutil.copy2(SESSIONS_MODULE, folder / "_edgeft_sessions.py")
 
 
 def _bundle_files(bundle: Path) -> list[Path]:

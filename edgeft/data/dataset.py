@@ -30,7 +30,7 @@ class Dataset:
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=len(self.classes))
-        return {c: int(n) for c, n in zip(self.classes, counts)}
+        return {c: int(n) for c, n in zip(self.classes, counts, strict=True)}
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from edgeft import limits
 from edgeft.data.dataset import Dataset
 from edgeft.errors import DataError
-from edgeft import limits
 from edgeft.runtime.preprocess import IMAGE_SUFFIXES
 
 

@@ -28,7 +28,7 @@ def read_samples(path: str | Path, text_column: str = "text") -> tuple[str, list
             raise DataError(f"{path} holds no images{hint}")
         readable = [str(p) for p in images if _is_readable_image(p)]
         if len(readable) < len(images):
-            warnings.warn(f"skipped {len(images) - len(readable)} unreadable image(s) under {path}")
+            warnings.warn(f"skipped {len(images) - len(readable)} unreadable image(s) under {path}", stacklevel=2)
         if not readable:
             raise DataError(f"{path} holds no readable images")
         return "image", readable

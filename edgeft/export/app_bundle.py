@@ -16,10 +16,23 @@ from edgeft.errors import UsageError
 from edgeft.export.app_graph import _RESIZE, OUTPUTS, add_app_graph
 from edgeft.export.golden import pick
 from edgeft.export.verify import ParityError, compare, session
-from edgeft.manifest import GOLDEN, TOKENIZER, Manifest, TensorSpec, read_manifest, sha256_file, write_manifest
+from edgeft.manifest import (
+    GOLDEN,
+    TOKENIZER,
+    Manifest,
+    TensorSpec,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
 from edgeft.runtime.app import GOLDEN_IMAGE, app_feeds
 from edgeft.runtime.preprocess import (
-    ImagePreprocessing, crop_image, encode_texts, load_tokenizer, normalize, preprocessing_from_dict,
+    ImagePreprocessing,
+    crop_image,
+    encode_texts,
+    load_tokenizer,
+    normalize,
+    preprocessing_from_dict,
 )
 
 TOP_K = 5

@@ -131,7 +131,7 @@ def _text_prelude(b: _Nodes, spec: TextPreprocessing, tokenizer_json: str, neede
     tokens = b.add("BertTokenizer", ["text"], 3, domain=CONTRIB, vocab_file=vocab, do_lower_case=int(lowercase),
                    strip_accents=int(lowercase if strip is None else strip), max_length=spec.max_length,
                    tokenize_chinese_chars=int(normalizer.get("handle_chinese_chars", True)))
-    made = dict(zip(("input_ids", "token_type_ids", "attention_mask"), tokens))
+    made = dict(zip(("input_ids", "token_type_ids", "attention_mask"), tokens, strict=True))
     axis = b.const("axis0", np.array([0], np.int64))
     for name in needed:
         b.one("Unsqueeze", [made[name], axis], name)

@@ -3,10 +3,6 @@ exporter for vision backbones. Both give a dynamic ``batch`` axis (and ``sequenc
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 
 import torch
@@ -14,6 +10,7 @@ from torch import nn
 
 from edgeft.backbones import Backbone
 from edgeft.errors import EdgeftError, UsageError
+from edgeft.export.quiet import quiet
 
 DEFAULT_OPSET = 18
 _DIM_NAMES = {"batch_size": "batch", "sequence_length": "sequence"}
@@ -23,20 +20,7 @@ class ExportFailed(EdgeftError):
     """The exporter could not convert the model (exit 1: a bug or an unsupported layer)."""
 
 
-@contextlib.contextmanager
-def _quiet():
-    """The exporters print progress and warnings of their own; keep stdout for ``--json``."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "optimum", "onnxscript")]
-    levels = [logger.level for logger in loggers]
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        for logger in loggers:
-            logger.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for logger, level in zip(loggers, levels):
-                logger.setLevel(level)
+EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "optimum", "onnxscript")
 
 
 class _TextClassifier(nn.Module):
@@ -108,7 +92,7 @@ def to_onnx(model: Backbone, path: str | Path, opset: int | None = None) -> Path
     path = Path(path)
     model = model.float().cpu().eval()
     try:
-        with _quiet(), torch.no_grad():
+        with quiet(*EXPORTER_LOGGERS), torch.no_grad():
             if model.spec.modality == "text":
                 _export_text(model, path, opset or DEFAULT_OPSET)
             else:
@@ -120,3 +104,13 @@ def to_onnx(model: Backbone, path: str | Path, opset: int | None = None) -> Path
                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
     _rename_dims(path)
     return path
+
+
+def float_graph(model: Backbone, work: Path, name: str, modality: str, opset: int | None = None) -> Path:
+    """The model as an optimised float ONNX graph ``work/<name>.onnx`` (exported, then fused: the
+    transformer fusions for text, onnxruntime's basic ones for images): export's starting point."""
+    from edgeft.export.optimize import optimize_graph
+
+    encoder = getattr(getattr(model, "encoder", None), "config", None)
+    return optimize_graph(to_onnx(model, work / f"{name}-exported.onnx", opset), work / f"{name}.onnx", modality,
+                          getattr(encoder, "num_attention_heads", 0), getattr(encoder, "hidden_size", 0))

@@ -17,8 +17,8 @@ from edgeft.errors import DeviceError, TargetError, UsageError
 from edgeft.export.inputs import Feeds, InputMaker
 from edgeft.export.select import Candidate, Judge
 from edgeft.export.verify import accuracy
-from edgeft.runtime.cpu import CpuInfo
 from edgeft.outputs import scratch
+from edgeft.runtime.cpu import CpuInfo
 
 DEVICE_TARGETS = ("qemu-arm64",)  # and ssh://[user@]host[:port]
 KEY = "confirm"

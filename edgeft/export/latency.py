@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -19,8 +18,7 @@ from edgeft.outputs import scratch
 
 
 def time_models(models: dict[str, Path], sets: list[dict[str, np.ndarray]], threads: int, rounds: int = 5,
-                min_time: float = 1.0, warmup: int = 5,
-                progress: Callable[[int, int], None] | None = None) -> dict[str, LatencyStats]:
+                min_time: float = 1.0, warmup: int = 5) -> dict[str, LatencyStats]:
     """p50 and friends per model name; ``sets`` are cycled through (batch-1 feeds of real samples)."""
     with scratch("doctor") as tmp:
         feeds = Path(tmp) / "feeds.npz"
@@ -33,14 +31,10 @@ def time_models(models: dict[str, Path], sets: list[dict[str, np.ndarray]], thre
                 p.request("prepare", key="b1", warmup=warmup)
             samples: dict[str, list[float]] = {name: [] for name in models}
             order = list(processes)
-            done, total = 0, rounds * len(order)
             for r in range(rounds):
                 for name in order[r % len(order):] + order[:r % len(order)]:
                     time.sleep(IDLE_GAP_S)
                     samples[name] += processes[name].request("time", min_time=min_time / rounds)["times"]
-                    done += 1
-                    if progress:
-                        progress(done, total)
         finally:
             for p in processes.values():
                 p.close()

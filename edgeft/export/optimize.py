@@ -24,12 +24,9 @@ def _optimize_transformer(src: Path, dst: Path, num_heads: int, hidden_size: int
 
 
 def _optimize_basic(src: Path, dst: Path) -> None:
-    import onnxruntime as ort
+    from edgeft.runtime.sessions import open_session
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), options, providers=["CPUExecutionProvider"])
+    open_session(src, optimization="basic", save_optimized=dst)
 
 
 def op_counts(path: str | Path) -> dict[str, int]:

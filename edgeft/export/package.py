@@ -3,8 +3,6 @@ optionally the model in ORT format for ORT Mobile with its ``required_operators`
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
 import zipfile
@@ -16,26 +14,12 @@ from edgeft.errors import UsageError
 from edgeft.export.app_bundle import make_app
 from edgeft.export.app_readme import app_readme
 from edgeft.export.bundle import BundleWriter
+from edgeft.export.quiet import quiet
 from edgeft.manifest import MANIFEST, Manifest, read_manifest, sha256_file, write_manifest
 from edgeft.outputs import Output, check_space, write_errors
 from edgeft.runtime.model import EdgeModel, bundle_file
 
 FORMATS = ("onnx", "ort")
-
-
-@contextlib.contextmanager
-def _quiet_logs():
-    import logging
-
-    loggers = [logging.getLogger(), logging.getLogger("ort_format_model.utils")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)  # the converter's tools log INFO lines
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
 
 
 def _to_ort(folder: Path, manifest: Manifest, work: Path) -> Manifest:
@@ -54,7 +38,7 @@ def _to_ort(folder: Path, manifest: Manifest, work: Path) -> Manifest:
         library = Path(get_library_path())
     os.environ["ORT_CONVERT_ONNX_MODELS_TO_ORT_OPTIMIZATION_LEVEL"] = "extended"
     try:
-        with contextlib.redirect_stdout(io.StringIO()), _quiet_logs():
+        with quiet("", "ort_format_model.utils"):  # the converter's tools print and log INFO lines
             convert_onnx_models_to_ort(onnx_file, tmp, [OptimizationStyle.Fixed], custom_op_library_path=library,
                                        target_platform="arm")
     finally:

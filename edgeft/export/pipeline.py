@@ -16,22 +16,23 @@ from edgeft.backbones import Backbone
 from edgeft.data import sample_data_path
 from edgeft.data.unlabelled import read_samples
 from edgeft.errors import UsageError
-from edgeft.export.cache import Cache
-from edgeft.export.bundle import BundleWriter
-from edgeft.export.config import ExportConfig, QuantizeRecipe
-from edgeft.export.device import Confirmer, Device, is_device
-from edgeft.export.convert import DEFAULT_OPSET, to_onnx
 from edgeft.export.app_bundle import make_app
+from edgeft.export.bundle import BundleWriter
+from edgeft.export.cache import Cache
+from edgeft.export.config import ExportConfig, QuantizeRecipe
+from edgeft.export.convert import DEFAULT_OPSET
+from edgeft.export.convert import float_graph as to_float_graph
+from edgeft.export.device import Confirmer, Device, is_device
 from edgeft.export.golden import pick, write_golden
 from edgeft.export.inputs import Feeds, InputMaker
-from edgeft.export.refit import HeadRefit
-from edgeft.export.source import ExportSource, load_source
-from edgeft.export.targets import QuantTarget, device_target, resolve_target
-from edgeft.export.optimize import op_counts, optimize_graph
+from edgeft.export.optimize import op_counts
 from edgeft.export.preflight import preflight
 from edgeft.export.qat import QatGraphs, QatPlan
+from edgeft.export.refit import HeadRefit
 from edgeft.export.select import Builder, Judge, Selection, fastest, with_fallbacks
 from edgeft.export.selection_report import write_selection_report
+from edgeft.export.source import ExportSource, load_source
+from edgeft.export.targets import QuantTarget, device_target, resolve_target
 from edgeft.export.verify import FLOAT_TOLERANCE, accuracy, check_parity, onnx_logits, torch_logits
 from edgeft.manifest import MODEL, TOKENIZER, Manifest, TensorSpec, sha256_file, write_manifest
 from edgeft.outputs import Output, check_space, write_errors
@@ -161,10 +162,7 @@ def _export_into(slot: Output, config: ExportConfig, log: Log, start: float) -> 
         log(f"exporting {model.spec.name} to ONNX (opset {config.opset or DEFAULT_OPSET})")
 
         def float_graph(model: Backbone, name: str) -> Path:
-            encoder_config = getattr(getattr(model, "encoder", None), "config", None)
-            return optimize_graph(to_onnx(model, work / f"{name}-exported.onnx", config.opset), work / f"{name}.onnx",
-                                  source.modality, getattr(encoder_config, "num_attention_heads", 0),
-                                  getattr(encoder_config, "hidden_size", 0))
+            return to_float_graph(model, work, name, source.modality, config.opset)
 
         float_path = float_graph(model, "float")
         reference = torch_logits(model, batches)

@@ -91,7 +91,7 @@ def fold_batch_norms(model: nn.Module) -> int:
     folded = 0
     for module in list(model.modules()):
         children = list(module.named_children())
-        for (_, conv), (bn_name, bn) in zip(children, children[1:]):
+        for (_, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
             if (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
                     and bn.num_features == conv.out_channels and bn.running_var is not None):
                 fused = torch.nn.utils.fusion.fuse_conv_bn_eval(conv.eval(), bn.eval())
@@ -116,7 +116,7 @@ def _train_mode(model: nn.Module, on: bool) -> None:
 def _loss(model: Backbone, states: Sequence[Any], batches: Sequence[tuple[Feeds, Sequence[int]]], start: int) -> float:
     with torch.no_grad():
         losses = [nn.functional.cross_entropy(model.forward_from(state, start), torch.as_tensor(list(y))).item()
-                  for state, (_, y) in zip(states, batches)]
+                  for state, (_, y) in zip(states, batches, strict=True)]
     return sum(losses) / len(losses)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ import onnx
 from edgeft.errors import EdgeftError
 from edgeft.export.config import QuantizeRecipe
 from edgeft.export.inputs import Feeds
+from edgeft.export.quiet import quiet
 from edgeft.export.refit import HeadRefit, head_node, refit_head
 
 COMPUTE_OPS = ("Conv", "MatMul", "Gemm", "Attention")
@@ -165,8 +165,12 @@ def quantize_graph(
     """Apply ``recipe`` to the float graph ``src``; returns what the manifest records about it.
     A recipe with ``head_refit`` keeps the head in float and refits it on the quantized backbone's
     features with ``refit``'s data (``edgeft.export.refit``)."""
-    src, dst, work = Path(src), Path(dst), Path(work)
-    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice at WARNING on the root logger
+    with quiet("", stdout=False, ignore_warnings=False):  # the quantizer logs advice on the root logger
+        return _quantize_graph(Path(src), Path(dst), recipe, Path(work), calibration, refit)
+
+
+def _quantize_graph(src: Path, dst: Path, recipe: QuantizeRecipe, work: Path, calibration: Iterable[Feeds] | None,
+                    refit: HeadRefit | None) -> dict[str, Any]:
     named, model = _named(src, work)
     nodes = compute_nodes(model)
     exclude = [nodes[0], nodes[-1]] if recipe.exclude_first_last and len(nodes) >= 2 else []

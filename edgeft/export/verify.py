@@ -47,17 +47,12 @@ def session(path: str | Path, threads: int = 0, numerics: str = "host", custom_o
     """A CPU session; ``numerics="simulated"`` runs the graph with its int8 weights re-encoded so
     that this machine's kernels compute what exact int8 kernels compute (``edgeft.export.exact_int8``).
     ``custom_ops`` names the operator library an app model needs (``edgeft.runtime.app``)."""
-    import onnxruntime as ort
-
     from edgeft.export.exact_int8 import exact_int8_model
-    from edgeft.runtime.app import register_custom_ops
+    from edgeft.runtime.app import custom_ops_library
+    from edgeft.runtime.sessions import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    register_custom_ops(options, custom_ops)
-    model = exact_int8_model(path) if numerics == "simulated" else str(path)
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    model = exact_int8_model(path) if numerics == "simulated" else path
+    return open_session(model, threads, custom_ops_library=custom_ops_library(custom_ops))
 
 
 def onnx_logits(path: str | Path, batches: Sequence[Feeds], numerics: str = "host", output: int = 0) -> np.ndarray:

@@ -93,7 +93,7 @@ def compute_states(
             else:
                 tensors = [torch.empty((count, *t.shape[1:]), dtype=t.dtype) for t in state]
         n = len(batch_labels)
-        for store, t in zip(tensors, state):
+        for store, t in zip(tensors, state, strict=False):
             store[offset : offset + n] = t
         labels[offset : offset + n] = torch.as_tensor(batch_labels)
         offset += n

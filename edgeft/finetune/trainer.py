@@ -22,7 +22,7 @@ from edgeft.backbones import Backbone, backbone_spec, load_backbone
 from edgeft.data import DatasetSplits, load_dataset
 from edgeft.errors import DataError, RunDirError, UsageError
 from edgeft.finetune import run_dir as rd
-from edgeft.finetune.cache import CacheInfo, CachedStates, compute_states
+from edgeft.finetune.cache import CachedStates, CacheInfo, compute_states
 from edgeft.finetune.config import FinetuneConfig
 from edgeft.finetune.device import Precision, resolve_device
 from edgeft.finetune.distributed import (
@@ -240,7 +240,7 @@ class _Trainer:
         loader = self._loader(self.train_items, shuffle=True, epoch=epoch)
         global_sizes = [len(b) for b in loader.batch_sampler.global_batches()]
         bar = self._bar(loader, f"epoch {epoch}/{self.epochs}")
-        for (inputs, labels), global_size in zip(bar, global_sizes):
+        for (inputs, labels), global_size in zip(bar, global_sizes, strict=False):
             inputs, labels = _to(inputs, self.device), torch.as_tensor(labels).to(self.device)
             with self.precision.autocast():
                 logits = self.step_ddp(inputs)

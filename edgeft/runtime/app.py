@@ -17,18 +17,19 @@ EXTENSIONS = "onnxruntime-extensions"
 GOLDEN_IMAGE = "image_{}"  # golden.npz keys of an image app bundle: image_0, image_1, ...
 
 
-def register_custom_ops(options: Any, library: str | None) -> None:
-    """Let an onnxruntime session run the custom operators an app model names (text: the tokenizer)."""
-    if not library:
-        return
-    if library != EXTENSIONS:
-        raise UsageError(f"the bundle needs custom operators from {library!r}, which edgeft does not know")
+def custom_ops_library(package: str | None) -> str | None:
+    """The shared library of the custom operators an app model names (text: the tokenizer), for
+    ``open_session``; None when it names none."""
+    if not package:
+        return None
+    if package != EXTENSIONS:
+        raise UsageError(f"the bundle needs custom operators from {package!r}, which edgeft does not know")
     try:
         from onnxruntime_extensions import get_library_path
     except ImportError:
         raise MissingDependencyError(f"this app bundle tokenizes inside its graph with {EXTENSIONS}'s operators: "
                                      f"pip install {EXTENSIONS}") from None
-    options.register_custom_ops_library(get_library_path())
+    return str(get_library_path())
 
 
 def app_pixels(item: Any) -> np.ndarray:

@@ -11,8 +11,9 @@ import numpy as np
 from edgeft import limits
 from edgeft.errors import UsageError
 from edgeft.manifest import Manifest, ManifestError, read_manifest, sha256_file
-from edgeft.runtime.app import app_feeds, read_app_golden, register_custom_ops
+from edgeft.runtime.app import app_feeds, custom_ops_library, read_app_golden
 from edgeft.runtime.cpu import CpuInfo, cpu_info
+from edgeft.runtime.golden import GoldenCheck, judge_golden
 from edgeft.runtime.preprocess import (
     ImagePreprocessing,
     TextPreprocessing,
@@ -25,6 +26,7 @@ from edgeft.runtime.preprocess import (
     preprocessing_from_dict,
     resized_size,
 )
+from edgeft.runtime.sessions import open_session, providers_for
 
 
 class BundleError(ManifestError):
@@ -50,25 +52,6 @@ class Prediction:
         if self.logits is not None:
             out["logits"] = self.logits
         return out
-
-
-@dataclass(frozen=True)
-class GoldenCheck:
-    """The bundle's golden vectors run on this machine."""
-
-    count: int
-    max_abs_diff: float
-    atol: float
-    top1_agreement: float
-    provider: str
-
-    @property
-    def ok(self) -> bool:
-        return self.max_abs_diff <= self.atol and self.top1_agreement == 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, "max_abs_diff": self.max_abs_diff, "atol": self.atol,
-                "top1_agreement": self.top1_agreement, "provider": self.provider, "ok": self.ok}
 
 
 def _unpack_zip(path: Path) -> Path:
@@ -146,13 +129,13 @@ def bundle_file(folder: Path, name: str) -> Path:
 def _providers(requested: Sequence[str] | None) -> list[str]:
     import onnxruntime as ort
 
+    if not requested:
+        return providers_for("auto")
     available = ort.get_available_providers()
-    if requested:
-        missing = [p for p in requested if p not in available]
-        if missing:
-            raise UsageError(f"execution provider {missing[0]} is not available here; available: {', '.join(available)}")
-        return list(requested)
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    missing = [p for p in requested if p not in available]
+    if missing:
+        raise UsageError(f"execution provider {missing[0]} is not available here; available: {', '.join(available)}")
+    return list(requested)
 
 
 class EdgeModel:
@@ -177,7 +160,6 @@ class EdgeModel:
     @classmethod
     def load(cls, bundle: str | Path, providers: Sequence[str] | None = None, threads: int = 0) -> "EdgeModel":
         """Check the manifest's version, the model's sha256 and its inputs/outputs, then open a session."""
-        import onnxruntime as ort
 
         path = Path(bundle)
         if path.is_file() and path.suffix == ".zip":
@@ -186,12 +168,9 @@ class EdgeModel:
         model_file = bundle_file(path, manifest.model_file)
         if sha256_file(model_file) != manifest.source["model_sha256"]:
             raise BundleError(f"{model_file} does not match the manifest's sha256 (edited or corrupted); re-export it")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        register_custom_ops(options, manifest.app.get("custom_ops"))
+        library = custom_ops_library(manifest.app.get("custom_ops"))
         try:
-            session = ort.InferenceSession(str(model_file), options, providers=_providers(providers))
+            session = open_session(model_file, threads, _providers(providers), custom_ops_library=library)
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
             raise BundleError(f"onnxruntime cannot load {model_file}: {str(exc).splitlines()[0]}") from None
         graph = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
@@ -212,7 +191,7 @@ class EdgeModel:
             if dtype != spec.dtype or value.ndim != len(spec.shape):
                 raise InputError(f"input {spec.name!r} must be {spec.dtype} with shape {spec.shape}, "
                                  f"got {value.dtype} {list(value.shape)}")
-            for got, want in zip(value.shape, spec.shape):
+            for got, want in zip(value.shape, spec.shape, strict=True):
                 if isinstance(want, int) and got != want:
                     raise InputError(f"input {spec.name!r} must have shape {spec.shape}, got {list(value.shape)}")
             if value.size == 0:
@@ -281,7 +260,7 @@ class EdgeModel:
             logits = self.logits(self.preprocess(items[start:start + batch_size])).astype(np.float64)
             probs = np.exp(logits - logits.max(-1, keepdims=True))
             probs /= probs.sum(-1, keepdims=True)
-            for row, p in zip(logits, probs):
+            for row, p in zip(logits, probs, strict=True):
                 order = np.argsort(-p, kind="stable")[:k]
                 top = [(labels[i], float(p[i])) for i in order]
                 out.append(Prediction(top[0][0], top[0][1], top, row.tolist() if return_logits else None))
@@ -313,15 +292,13 @@ class EdgeModel:
         inputs, expected = read_golden(bundle_file(self.path, golden["file"]), self.manifest)
         if self.manifest.app:  # what an app passes, one at a time; the reference is the Python runtime's
             logits = np.concatenate([self.logits(self.preprocess([item])) for item in inputs])
-            return GoldenCheck(len(expected), float(np.abs(logits - expected).max()), float(golden["atol"]),
-                               float(np.mean(logits.argmax(-1) == np.asarray(golden["top1"]))), self.provider)
+            return judge_golden(logits, expected, golden["atol"], golden["top1"], self.provider)
         if isinstance(self.preprocessing, ImagePreprocessing):
             feeds = {"pixel_values": normalize(inputs, self.preprocessing)}
         else:  # re-tokenized here: the check covers the bundled tokenizer too
             feeds = encode_texts(self.tokenizer, [str(t) for t in inputs], self.preprocessing)
         logits = self.logits(feeds)
-        return GoldenCheck(len(expected), float(np.abs(logits - expected).max()), float(golden["atol"]),
-                           float(np.mean(logits.argmax(-1) == np.asarray(golden["top1"]))), self.provider)
+        return judge_golden(logits, expected, golden["atol"], golden["top1"], self.provider)
 
 
 def read_golden(file: Path, manifest: Manifest) -> tuple[Any, np.ndarray]:

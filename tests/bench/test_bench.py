@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -17,7 +16,7 @@ from click.testing import CliRunner
 from edgeft.bench import BenchConfig, run_bench
 from edgeft.bench.compare import compare_reports
 from edgeft.bench.report import write_report
-from edgeft.bench.targets import RUNNER, TARGETS
+from edgeft.bench.targets import TARGETS, _stage_runner
 from edgeft.cli import main
 from edgeft.errors import UsageError
 
@@ -187,8 +186,7 @@ def test_runner_is_self_contained_and_torch_free(image_bundle, tmp_path):
     stage = tmp_path / "stage"
     (stage / "edgeft").mkdir(parents=True)
     (stage / "edgeft/__init__.py").write_text("raise ImportError('edgeft is not on this device')\n")
-    shutil.copy2(RUNNER, stage / "runner.py")
-    shutil.copy2(Path(RUNNER).parent.parent / "runtime/cpu.py", stage / "_edgeft_cpu.py")
+    _stage_runner(stage)
     requests = "\n".join(json.dumps(r) for r in [{"cmd": "load", "threads": 1}, {"cmd": "golden"}, {"cmd": "quit"}])
     done = subprocess.run([sys.executable, "-X", "importtime", str(stage / "runner.py"), str(image_bundle)], input=requests,
                           capture_output=True, text=True, timeout=120, cwd=stage)
@@ -196,7 +194,7 @@ def test_runner_is_self_contained_and_torch_free(image_bundle, tmp_path):
     assert done.returncode == 0 and all(r["ok"] for r in replies), done.stdout
     assert replies[0]["fingerprint"]["arch"] and len(replies[2]["logits"]) == 4
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
-    assert {"onnxruntime", "numpy", "_edgeft_cpu"} <= imported  # the staged CPU reader, not edgeft's
+    assert {"onnxruntime", "numpy", "_edgeft_cpu", "_edgeft_sessions"} <= imported  # the staged copies, not edgeft's
     assert not imported & {"torch", "transformers", "onnx", "optimum"}
     expected = np.load(image_bundle / "golden.npz")["logits"]
     assert np.allclose(replies[2]["logits"], expected, atol=1e-4)

@@ -13,8 +13,8 @@ from onnx import TensorProto, helper
 
 from edgeft.cli import main
 from edgeft.export.cache import Cache
-from edgeft.export.preflight import MEASURE_ONLY, SKIP, TRY, preflight
 from edgeft.export.config import QuantizeRecipe
+from edgeft.export.preflight import MEASURE_ONLY, SKIP, TRY, preflight
 from edgeft.export.select import Builder, Judge, repair
 from edgeft.export.verify import onnx_logits
 from edgeft.runtime.cpu import CpuInfo

@@ -13,8 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgeft.cli import main
-from edgeft.export import ExportConfig, QuantizeRecipe, export_bundle
-from edgeft.export import pipeline, select
+from edgeft.export import ExportConfig, QuantizeRecipe, export_bundle, pipeline, select
 from edgeft.manifest import FORMAT_VERSION, ManifestError, read_manifest, sha256_file
 from edgeft.runtime.cpu import CpuInfo
 from tests.conftest import read_json, write_text_csv
@@ -230,7 +229,9 @@ def test_a_float_export_that_differs_from_pytorch_fails_and_writes_nothing(text_
     import onnx
     from onnx import numpy_helper
 
-    optimize = pipeline.optimize_graph
+    from edgeft.export import optimize as optimize_module
+
+    optimize = optimize_module.optimize_graph
 
     def off_by_a_little(*args, **kwargs):  # a conversion bug: one weight matrix slightly changed
         path = optimize(*args, **kwargs)
@@ -240,7 +241,7 @@ def test_a_float_export_that_differs_from_pytorch_fails_and_writes_nothing(text_
         onnx.save(model, str(path))
         return path
 
-    monkeypatch.setattr(pipeline, "optimize_graph", off_by_a_little)
+    monkeypatch.setattr(optimize_module, "optimize_graph", off_by_a_little)
     result = CliRunner().invoke(main, ["export", str(text_run), "-o", str(tmp_path / "b")])
     assert result.exit_code == 1, result.output
     assert "the ONNX graph differs from PyTorch: output 'logits' max abs diff" in result.output

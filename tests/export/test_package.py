@@ -72,7 +72,7 @@ def test_zip_with_unsafe_entries_is_refused(text_bundle, tmp_path, monkeypatch, 
 
 
 def test_a_package_that_fails_its_golden_check_is_not_kept(text_bundle, tmp_path, monkeypatch):
-    from edgeft.runtime.model import GoldenCheck
+    from edgeft.runtime.golden import GoldenCheck
 
     def failing(self):  # noqa: ANN001
         return GoldenCheck(count=4, max_abs_diff=3.0, atol=1e-3, top1_agreement=0.5, provider="CPUExecutionProvider")

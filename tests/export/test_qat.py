@@ -76,7 +76,7 @@ def test_a_static_recipe_that_misses_is_tried_again_quantization_aware(partial_r
     for name, flag in (("qat", "auto"), ("plain", "never")):
         scores = iter([1.0, 0.5, 1.0, 1.0])  # float; the first recipe misses; the next one holds
         for module in (pipeline, select):
-            monkeypatch.setattr(module, "accuracy", lambda logits, labels: next(scores))
+            monkeypatch.setattr(module, "accuracy", lambda logits, labels, scores=scores: next(scores))
         result = CliRunner().invoke(main, ["export", str(partial_run), "-o", str(tmp_path / name), "-q", "static",
                                            "--qat", flag])
         assert result.exit_code == 0, result.output

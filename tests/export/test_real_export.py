@@ -70,7 +70,7 @@ def test_imagenet_lite0_float_and_static_agree_with_pytorch_on_a_photograph(phot
     views = sorted(calibration.iterdir())
     reference = _torch_logits(views)
     top2 = np.sort(reference, axis=1)[:, -2:]
-    clear = [v for v, (second, first) in zip(views, top2) if first - second > 0.5]
+    clear = [v for v, (second, first) in zip(views, top2, strict=True) if first - second > 0.5]
     assert clear
     for view in clear:
         assert _plain_top5(tmp_path / "static", view)["top5"][0] == int(_torch_logits([view])[0].argmax()), view
@@ -101,5 +101,5 @@ def test_auto_on_imagenet_lite0_never_keeps_the_saturating_recipe(photo, calibra
     assert "static u8s8 per-channel minmax" in (tmp_path / "auto" / "doctor.md").read_text()
     views = sorted(calibration.iterdir()) + [photo]
     reference = _torch_logits(views)
-    for view, expected in zip(views, reference):
+    for view, expected in zip(views, reference, strict=True):
         assert _plain_top5(tmp_path / "auto", view)["top5"][0] == int(expected.argmax()), (view, chosen["recipe"])

@@ -82,7 +82,7 @@ def test_a_frozen_runs_head_is_refitted_when_the_trained_head_misses_the_budget(
     for name, flag in (("refit", "auto"), ("plain", "never")):
         scores = iter([1.0, 0.5, 1.0, 1.0])  # float; the first recipe misses; the next one holds
         for module in (pipeline, select):
-            monkeypatch.setattr(module, "accuracy", lambda logits, labels: next(scores))
+            monkeypatch.setattr(module, "accuracy", lambda logits, labels, scores=scores: next(scores))
         result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / name), "-q", "static",
                                            "--head-refit", flag])
         assert result.exit_code == 0, result.output

@@ -21,7 +21,7 @@ def test_cached_training_matches_uncached(tiny_bert, text_csv, tmp_path, freeze,
     _, without = _run(tiny_bert, text_csv, tmp_path, "u", freeze=freeze, cache_features=False)
     assert cached.cache["pooled"] is pooled
     assert cached.cache["prefix_groups"] == (3 if pooled else 2)
-    for a, b in zip(with_cache, without):
+    for a, b in zip(with_cache, without, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
 
@@ -41,7 +41,7 @@ def test_spill_to_disk_gives_the_same_states(tiny_bert, tmp_path):
     memory = compute_states(model, batches, 6, prefix=2, pooled=False)
     disk = compute_states(model, batches, 6, prefix=2, pooled=False, spill_beside=tmp_path / "run", memory_limit=0)
     assert disk.spill_dir is not None and any(disk.spill_dir.iterdir())
-    assert all(torch.equal(a, b) for a, b in zip(memory.tensors, disk.tensors))
+    assert all(torch.equal(a, b) for a, b in zip(memory.tensors, disk.tensors, strict=True))
     disk.close()
     assert not list(tmp_path.glob("edgeft-cache-*"))
 

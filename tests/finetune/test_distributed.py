@@ -25,7 +25,7 @@ def _free_port() -> int:
 def test_rank_slices_cover_the_single_process_batches():
     single = list(GlobalBatchSampler(23, 8, seed=3, shuffle=True))
     ranks = [list(GlobalBatchSampler(23, 8, seed=3, shuffle=True, rank=r, world_size=2)) for r in (0, 1)]
-    assert [a + b for a, b in zip(*ranks)] == single
+    assert [a + b for a, b in zip(*ranks, strict=True)] == single
 
 
 def _diverge_worker(rank: int, port: int, perturb: bool, results) -> None:  # noqa: ANN001
@@ -76,7 +76,7 @@ def test_two_processes_train_the_same_weights_as_one(tiny_bert, text_csv, tmp_pa
     metrics = read_json(tmp_path / "two/metrics.json")
     assert metrics["processes"] == 2 and len(metrics["ranks_weights_sha256"]) == 64
     single = read_json(tmp_path / "one/metrics.json")["epochs"]
-    for a, b in zip(single, metrics["epochs"]):
+    for a, b in zip(single, metrics["epochs"], strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
         assert a["val_accuracy"] == b["val_accuracy"]
     assert read_json(tmp_path / "two/config.json")["device"]["processes"] == 2

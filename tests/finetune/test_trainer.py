@@ -77,7 +77,7 @@ def test_resume_continues_an_interrupted_run(image_folder, tmp_path, monkeypatch
     a = read_json(tmp_path / "full/metrics.json")["epochs"]
     b = read_json(tmp_path / "cut/metrics.json")["epochs"]
     assert [e["epoch"] for e in b] == [1, 2, 3, 4]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x["train_loss"] == pytest.approx(y["train_loss"], abs=1e-6)
         assert x["val_accuracy"] == y["val_accuracy"]
     assert resumed.best_val_accuracy == full.best_val_accuracy

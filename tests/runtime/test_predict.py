@@ -47,7 +47,7 @@ def test_predictions_do_not_depend_on_batching(text_bundle):
     texts = [f"the {w} today was {w} {i}" for i, w in enumerate(["rain", "goal", "soup", "wind", "race"])]
     together = model.predict(texts, top_k=3, return_logits=True)
     chunked = model.predict(texts, top_k=3, batch_size=2, return_logits=True)
-    for a, b in zip(together, chunked):
+    for a, b in zip(together, chunked, strict=True):
         assert a.label == b.label
         # dynamic INT8 picks activation scales per batch, so logits move a little with the batch
         np.testing.assert_allclose(a.logits, b.logits, atol=0.03 * np.abs(b.logits).max())
@@ -59,7 +59,7 @@ def test_images_from_paths_pil_and_arrays_agree(image_bundle, image_run):
     pil = [Image.open(p).convert("RGB") for p in paths]
     arrays = [np.asarray(im) for im in pil]
     by_path, by_pil, by_array = (model.predict(x, return_logits=True) for x in (paths, pil, arrays))
-    for a, b, c in zip(by_path, by_pil, by_array):
+    for a, b, c in zip(by_path, by_pil, by_array, strict=True):
         assert a.logits == b.logits == c.logits
     assert model.predict(arrays[0])[0].label == by_path[0].label  # one array is one image
 
