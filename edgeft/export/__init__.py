@@ -4,8 +4,8 @@
 calibration_data="photos/"))``.
 """
 
+from edgeft.export.candidate import AccuracyBudgetError
 from edgeft.export.config import CALIBRATION_METHODS, ExportConfig, QuantizeRecipe
 from edgeft.export.pipeline import ExportResult, export_bundle
-from edgeft.export.select import AccuracyBudgetError
 
 __all__ = ["CALIBRATION_METHODS", "AccuracyBudgetError", "ExportConfig", "ExportResult", "QuantizeRecipe", "export_bundle"]

@@ -14,8 +14,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeft.errors import DeviceError, TargetError, UsageError
+from edgeft.export.candidate import Candidate
 from edgeft.export.inputs import Feeds, InputMaker
-from edgeft.export.select import Candidate, Judge
+from edgeft.export.select import Judge
 from edgeft.export.verify import accuracy
 from edgeft.outputs import scratch
 from edgeft.runtime.cpu import CpuInfo
@@ -146,7 +147,7 @@ class Confirmer:
             self.log(f"not confirmed: {exc}")
             return False
         self.outputs[id(c)] = logits
-        v = self.judge.verdict(logits)
+        v = self.judge.assess(logits)
         gap = float(np.abs(logits - c.logits[:self.count]).max())  # type: ignore[index]
         summary = (f"{v.describe()} on {self.count} samples; max abs diff {gap:.3g} to the {self.numerics} numerics "
                    "judged here")

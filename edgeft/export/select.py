@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from edgeft.errors import EdgeftError
 from edgeft.export.cache import Cache, arrays_digest, digest, file_digest
+from edgeft.export.candidate import AccuracyBudgetError, Assessment, Candidate, Selection
 from edgeft.export.config import QuantizeRecipe
 from edgeft.export.exact_int8 import SIMULATION
 from edgeft.export.inputs import Feeds
@@ -32,32 +33,12 @@ from edgeft.export.preflight import MEASURE_ONLY, TRY, Preflight
 from edgeft.export.qat import QatGraphs
 from edgeft.export.quantize import compute_nodes, quantize_graph
 from edgeft.export.refit import HeadRefit
-from edgeft.export.verify import Comparison, accuracy, compare, onnx_logits
+from edgeft.export.verify import accuracy, compare, onnx_logits
 
 Log = Callable[[str], None]
 Confirm = Callable[["Candidate"], bool]  # a device's verdict on a candidate within budget here
 REPAIR_PROBES = (1, 2, 4, 8, 16, 32)
 SAME_SPEED = 0.03  # latencies within 3% are a tie, broken by size
-
-
-class AccuracyBudgetError(EdgeftError):
-    """No recipe kept the accuracy within --max-accuracy-drop (exit 1; nothing written)."""
-
-    def __init__(self, message: str, candidates: list["Candidate"]) -> None:
-        super().__init__(message)
-        self.candidates = candidates
-
-
-@dataclass(frozen=True)
-class Verdict:
-    comparison: Comparison
-    accuracy: float | None
-    drop_points: float | None
-    within_budget: bool
-
-    def describe(self) -> str:
-        return (f"accuracy {self.accuracy:.2%} (drop {self.drop_points:+.2f} pts)" if self.accuracy is not None
-                else f"top-1 agreement {self.comparison.top1_agreement:.1%}")
 
 
 @dataclass
@@ -71,7 +52,7 @@ class Judge:
     max_drop: float
     numerics: str = "host"  # the target's (edgeft.export.targets): candidates run so here
 
-    def verdict(self, logits: np.ndarray) -> "Verdict":
+    def assess(self, logits: np.ndarray) -> Assessment:
         """How ``logits`` compare with the reference, and whether they are within the budget: the
         drop in validation accuracy with labels, else the top-1 disagreement with PyTorch (which
         bounds the drop from above)."""
@@ -79,79 +60,17 @@ class Judge:
         acc = accuracy(logits, self.labels) if self.labels else None
         drop = None if acc is None or self.float_accuracy is None else round((self.float_accuracy - acc) * 100, 4)
         disagreement = (1.0 - comparison.top1_agreement) * 100
-        return Verdict(comparison, acc, drop, (drop if drop is not None else disagreement) <= self.max_drop)
+        return Assessment(comparison, acc, drop, (drop if drop is not None else disagreement) <= self.max_drop)
 
     def judge(self, candidate: "Candidate", logits: np.ndarray) -> None:
         """Fill in ``candidate``'s figures from its ``logits``."""
-        v = self.verdict(logits)
+        v = self.assess(logits)
         candidate.logits, candidate.comparison, candidate.accuracy = logits, v.comparison, v.accuracy
         candidate.drop_points, candidate.within_budget = v.drop_points, v.within_budget
 
     def budget(self) -> str:
         return (f"a drop of at most {self.max_drop:g} points of validation accuracy" if self.labels
                 else f"at most {self.max_drop:g}% top-1 disagreement with PyTorch (no labels)")
-
-
-@dataclass
-class Candidate:
-    """One recipe, built and measured."""
-
-    recipe: QuantizeRecipe
-    why: str = ""
-    status: str = TRY  # TRY (may be kept) or MEASURE_ONLY (shown, never kept)
-    path: Path | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    comparison: Comparison | None = None
-    accuracy: float | None = None
-    drop_points: float | None = None
-    size_bytes: int | None = None
-    latency_ms: float | None = None
-    latency_p90_ms: float | None = None
-    within_budget: bool = False
-    chosen: bool = False
-    cached: bool = False
-    error: str | None = None
-    verdict: str = ""
-    seconds: float = 0.0
-    confirmation: dict[str, Any] | None = None  # on the target's device (edgeft.export.device)
-    logits: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.recipe.name
-
-    @property
-    def eligible(self) -> bool:
-        return self.status == TRY and self.error is None and self.within_budget
-
-    def describe(self) -> str:
-        if self.error:
-            return f"not built ({self.error})"
-        acc = "" if self.accuracy is None else f", accuracy {self.accuracy:.2%} (drop {self.drop_points:+.2f} pts)"
-        return (f"top-1 agreement {self.comparison.top1_agreement:.1%}, "  # type: ignore[union-attr]
-                f"max abs diff {self.comparison.max_abs_diff:.3g}{acc}")  # type: ignore[union-attr]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"recipe": self.name, "status": self.status, "why": self.why, "within_budget": self.within_budget,
-                "chosen": self.chosen, "accuracy": self.accuracy, "drop_points": self.drop_points,
-                "size_bytes": self.size_bytes, "latency_ms": self.latency_ms, "latency_p90_ms": self.latency_p90_ms,
-                "cached": self.cached, "error": self.error, "verdict": self.verdict, "seconds": round(self.seconds, 2),
-                "nodes_excluded": self.info.get("nodes_excluded", []), "confirmation": self.confirmation,
-                **(self.comparison.to_dict() if self.comparison else {})}
-
-
-@dataclass
-class Selection:
-    """What a strategy built, what it kept and why."""
-
-    strategy: str  # "fallbacks" or "fastest"
-    candidates: list[Candidate]
-    chosen: Candidate
-    judge: Judge
-    repair: dict[str, Any] | None
-    seconds: float
-    preflight: Preflight | None = None
-    cautions: list[str] = field(default_factory=list)  # what the figures rest on too little of
 
 
 class Builder:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeft.export.select import Selection
+from edgeft.export.candidate import Selection
 
 
 def report_dict(result: Selection) -> dict[str, Any]:
