@@ -77,9 +77,9 @@ def print_json(data: Any) -> None:
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     cells = [[title for _, title in columns]] + [[str(r[key]) for key, _ in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    out = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
 
 
 class _IntList(click.ParamType):

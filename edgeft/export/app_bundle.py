@@ -63,12 +63,14 @@ def _reference(model_file: Path, folder: Path, manifest: Manifest, items: list[A
     spec = preprocessing_from_dict(manifest.preprocessing)
     sess = session(model_file, numerics=numerics)
     names = [i.name for i in sess.get_inputs()]
+    tokenizer = (None if isinstance(spec, ImagePreprocessing)
+                 else load_tokenizer(folder / manifest.files.get("tokenizer", TOKENIZER), spec))
     rows = []
     for item in items:
-        if isinstance(spec, ImagePreprocessing):
+        if tokenizer is None:
             feeds = {names[0]: normalize(crop_image(Image.fromarray(item), spec)[None], spec)}
         else:
-            feeds = encode_texts(load_tokenizer(folder / manifest.files.get("tokenizer", TOKENIZER), spec), [item], spec)
+            feeds = encode_texts(tokenizer, [item], spec)
         rows.append(sess.run(None, feeds)[0])
     return np.concatenate(rows)
 
@@ -102,19 +104,20 @@ def make_app(folder: Path, work: Path, top_k: int = TOP_K, log: Callable[[str], 
     app_file = work / "app.onnx"
     onnx.save(model, str(app_file))
 
-    golden = np.load(folder / manifest.golden["file"], allow_pickle=False)
+    with np.load(folder / manifest.golden["file"], allow_pickle=False) as golden:
+        inputs = golden["crops"] if isinstance(spec, ImagePreprocessing) else golden["texts"]
     numerics = manifest.golden.get("numerics", "host")
     if isinstance(spec, ImagePreprocessing):
-        items: list[Any] = golden_images(golden["crops"])
+        items: list[Any] = golden_images(inputs)
     else:
-        items = [str(t) for t in golden["texts"]]
+        items = [str(t) for t in inputs]
         stored = {"texts": np.array(items)}
     log(f"checking the app model against the Python runtime on {len(items)} inputs ({numerics} numerics)")
     reference = _reference(model_file, folder, manifest, items, numerics)
     app = _app_logits(app_file, manifest, items, numerics, graph.custom_ops)
     measured = compare(reference, app)  # on every candidate, near ties included: recorded as measured
     if isinstance(spec, ImagePreprocessing):  # the golden inputs: the widest top-1 margins, as export's
-        picked = pick(reference, len(golden["crops"]))
+        picked = pick(reference, len(inputs))
         items, reference, app = [items[i] for i in picked], reference[picked], app[picked]
         stored = {GOLDEN_IMAGE.format(i): image for i, image in enumerate(items)}
     parity = compare(reference, app)
