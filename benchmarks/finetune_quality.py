@@ -65,21 +65,21 @@ class FeatureTap:
     def __init__(self) -> None:
         self.train: tuple[np.ndarray, np.ndarray] | None = None
         self.val: tuple[np.ndarray, np.ndarray] | None = None
-        self._original = trainer_module._Trainer._fit_head
+        self._original = trainer_module.Trainer._fit_head
 
     def __enter__(self) -> "FeatureTap":
         tap, original = self, self._original
 
         def fit_head(trainer):  # noqa: ANN001, ANN202
-            tap.train = (trainer.train_items.tensors[0].numpy().copy(), trainer.train_items.labels.numpy().copy())
-            tap.val = (trainer.val_items.tensors[0].numpy().copy(), trainer.val_items.labels.numpy().copy())
+            tap.train = (trainer.plan.train.tensors[0].numpy().copy(), trainer.plan.train.labels.numpy().copy())
+            tap.val = (trainer.plan.val.tensors[0].numpy().copy(), trainer.plan.val.labels.numpy().copy())
             return original(trainer)
 
-        trainer_module._Trainer._fit_head = fit_head
+        trainer_module.Trainer._fit_head = fit_head
         return self
 
     def __exit__(self, *_: object) -> None:
-        trainer_module._Trainer._fit_head = self._original
+        trainer_module.Trainer._fit_head = self._original
 
 
 def logistic_regression(tap: FeatureTap) -> float:

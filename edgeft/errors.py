@@ -1,9 +1,14 @@
-"""One exception tree for edgeft; each class carries the CLI exit code it maps to."""
+"""One exception tree for edgeft; each class carries the CLI exit code it maps to.
+
+The tree stands on ``click.ClickException`` (click is a core dependency): the CLI shows any of
+them as one ``Error: ...`` line and exits with its ``exit_code``, with no handler of its own."""
 
 from __future__ import annotations
 
+from click import ClickException
 
-class EdgeftError(Exception):
+
+class EdgeftError(ClickException):
     """Base of every error edgeft raises on purpose. Exit code 1: an internal failure."""
 
     exit_code = 1
@@ -33,6 +38,10 @@ class DeviceError(UsageError):
 
 class RunDirError(UsageError):
     """A run directory that is missing, incomplete or would be overwritten."""
+
+
+class OutputError(UsageError):
+    """An output that cannot be written: taken by another process, no space, read-only, or not ours."""
 
 
 class TargetError(EdgeftError):

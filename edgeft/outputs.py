@@ -32,15 +32,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Iterator
 
-from edgeft.errors import UsageError
+from edgeft.errors import OutputError
+from edgeft.output_lock import LOCK_FILE, OutputLock, unlock_stale
+
+__all__ = ["OutputError", "OutputLock"]  # re-exported: what writes outputs imports them from here
 
 _TMP = re.compile(r"^\.(?P<name>.+)\.edgeft-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp$")
-_LOCK = re.compile(r"^\.(?P<name>.+)\.edgeft-lock$")
 _FAULTS = {"count": 0}
-
-
-class OutputError(UsageError):
-    """An output that cannot be written: taken by another process, no space, read-only, or not ours."""
 
 
 # -- fault injection and commits ------------------------------------------------------------------
@@ -110,25 +108,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _unlock_stale(path: Path) -> bool:
-    """Remove a lock file that no process holds (its holder was killed); False if it is held."""
-    try:
-        import fcntl
-
-        fd = os.open(path, os.O_RDWR)
-    except (ImportError, OSError):
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return False
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-    os.close(fd)
-    return True
-
-
 def temp_prefix(path: Path) -> str:
     return f".{path.name}.edgeft-{os.getpid()}-"
 
@@ -148,8 +127,8 @@ def reap(folder: Path, name: str | None = None) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        lock = _LOCK.match(entry.name)
-        if lock and (name is None or lock["name"] == name) and _unlock_stale(entry):
+        lock = LOCK_FILE.match(entry.name)
+        if lock and (name is None or lock["name"] == name) and unlock_stale(entry):
             removed.append(entry)
             continue
         match = _TMP.match(entry.name)
@@ -237,56 +216,6 @@ def write_errors(path: Path, need: int | None = None) -> Iterator[None]:
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise OutputError(f"cannot write {path}: {exc.strerror}") from None
         raise
-
-
-# -- the lock -------------------------------------------------------------------------------------
-class OutputLock:
-    """An exclusive, non-blocking lock on an output, held in ``.NAME.edgeft-lock`` beside it.
-
-    The holder removes the file when it is done. A process that locked a file just removed
-    sees that the path no longer leads to its file and tries again."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.parent / f".{path.name}.edgeft-lock"
-        self.output = path
-        self.fd: int | None = None
-
-    def __enter__(self) -> "OutputLock":
-        try:
-            import fcntl
-        except ImportError:  # no flock here (Windows): one writer is the user's to keep
-            return self
-        for _ in range(10):
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            except OSError as exc:
-                raise OutputError(f"cannot write in {self.path.parent}: {exc.strerror}") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-                os.close(fd)
-                raise OutputError(f"another edgeft process (pid {holder}) is writing {self.output}; "
-                                  "wait for it to finish or choose another output") from None
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, str(os.getpid()).encode(), 0)
-                self.fd = fd
-                return self
-            os.close(fd)  # the holder removed it between our open and our lock: take the new one
-        raise OutputError(f"cannot lock {self.output}: its lock file keeps changing")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-            os.close(self.fd)
-            self.fd = None
 
 
 # -- a whole output -------------------------------------------------------------------------------

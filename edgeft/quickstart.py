@@ -8,8 +8,7 @@ from typing import Any, Callable
 
 from edgeft.data import sample_data_path
 from edgeft.errors import RunDirError
-from edgeft.finetune import FinetuneConfig, finetune
-from edgeft.finetune import run_dir as rd
+from edgeft.finetune import FinetuneConfig, RunDir, finetune
 
 DEFAULTS = (("efficientnet_lite0", "image"), ("minilm_l6", "text"))
 INT8 = {"image": "static", "text": "dynamic"}  # the INT8 recipe that pays off for each modality
@@ -19,8 +18,7 @@ def _clear_previous(run: Path) -> None:
     """Remove an earlier quickstart run at ``run``, and refuse to touch anything else."""
     if not run.exists():
         return
-    config = run / rd.CONFIG
-    if not config.is_file() or rd.read_json(config).get("format") != "edgeft-run":
+    if RunDir.find(run) is None:
         raise RunDirError(f"{run} exists and is not an edgeft run; choose another -o")
     shutil.rmtree(run)
 

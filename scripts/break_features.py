@@ -12,11 +12,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 M = [
- ("resume", "edgeft/finetune/trainer.py", "            trainer.restore()\n", "            pass\n", "tests/finetune/test_trainer.py::test_resume_continues_an_interrupted_run"),
+ ("resume", "edgeft/finetune/stage.py", "                trainer.restore()\n", "                pass\n", "tests/finetune/test_trainer.py::test_resume_continues_an_interrupted_run"),
  ("fp16", "edgeft/export/quantize.py", "    model.convert_float_to_float16(keep_io_types=True)\n", "    pass\n", "tests/export/test_export.py::test_each_quantization_mode_gives_a_verified_bundle[fp16]"),
  ("static no-op", "edgeft/export/quantize.py", "    batches = list(calibration)\n    quantize_static(", "    batches = list(calibration)\n    import shutil; shutil.copyfile(prepared, dst); return\n    quantize_static(", "tests/export/test_export.py::test_static_image_export_records_its_calibration"),
  ("bf16", "edgeft/finetune/device.py", "        return torch.autocast(device_type=self.device_type, dtype=dtype)\n", "        return contextlib.nullcontext()\n", "tests/finetune/test_device.py::test_bf16_autocast_trains_on_cpu"),
- ("head fit", "edgeft/finetune/trainer.py", '        self.head_fit = self.step.mode == "pooled" and config.epochs == "auto"\n', "        self.head_fit = False\n", "tests/finetune/test_trainer.py::test_default_head_fit_reaches_the_optimum_of_its_objective"),
+ ("head fit", "edgeft/finetune/trainer.py", '        self.head_fit = plan.mode == "pooled" and config.epochs == "auto"\n', "        self.head_fit = False\n", "tests/finetune/test_trainer.py::test_default_head_fit_reaches_the_optimum_of_its_objective"),
  ("golden verdict", "edgeft/runtime/golden.py", "        return self.within_tolerance and self.top1_agreement == 1.0\n", "        return True\n", "tests/bench/test_bench.py::test_golden_lines_say_plainly_when_a_target_disagrees"),
  ("app parity", "edgeft/export/app_bundle.py", "    if not parity.max_abs_diff <= atol or parity.top1_agreement < 1.0:\n", "    if False:\n", "tests/export/test_app_model.py::test_the_golden_check_fails_when_the_app_graph_resizes_differently"),
  ("app rgb only", "edgeft/runtime/app.py", "    if item.ndim != 3 or item.shape[2] != 3:\n", "    if False:\n", "tests/export/test_app_model.py::test_input_an_app_model_cannot_take_is_refused_clearly"),
@@ -26,7 +26,7 @@ M = [
  ("doctor cache", "edgeft/export/select.py", "        hit = self.cache.get(key) if key else None\n", "        hit = None\n", "tests/doctor/test_doctor.py::test_export_auto_chooses_measures_reports_and_caches"),
  ("bisection", "edgeft/export/select.py", "    while fit - miss > 1:\n", "    while False:\n", "tests/doctor/test_doctor.py::test_sensitivity_repair_bisects_between_the_doubling_probes"),
  ("val-data", "edgeft/data/loading.py", "    if val_path is not None:\n        val_path = Path(val_path)", "    val_path = None\n    if val_path is not None:\n        val_path = Path(val_path)", "tests/finetune/test_trainer.py::test_val_data_is_the_validation_set"),
- ("augment cache", "edgeft/finetune/trainer.py", "        if self.config.augment:\n", "        if False:\n", "tests/finetune/test_cache.py::test_augment_turns_the_cache_off"),
+ ("augment cache", "edgeft/finetune/cache.py", '"off, because --augment changes the inputs every epoch" if augment else', '"off, because --augment changes the inputs every epoch" if False else', "tests/finetune/test_cache.py::test_augment_turns_the_cache_off"),
  ("float parity", "edgeft/export/verify.py", "    if not result.max_abs_diff <= tolerance or result.top1_agreement < 1.0:\n", "    if False:\n", "tests/export/test_export.py::test_a_float_export_that_differs_from_pytorch_fails_and_writes_nothing"),
  ("no-labels best", "edgeft/export/select.py", "    kept = _closest(candidates)\n", "    kept = candidates[0]\n", "tests/export/test_export.py::test_without_labels_the_most_agreeing_recipe_is_kept_with_a_warning"),
  ("package golden", "edgeft/export/package.py", "        if not check.ok:\n", "        if False:\n", "tests/export/test_package.py::test_a_package_that_fails_its_golden_check_is_not_kept"),
@@ -51,6 +51,10 @@ M += [
  ("device confirmation", "edgeft/export/select.py", "    return c.eligible and (confirm is None or confirm(c))\n", "    return c.eligible\n", "tests/export/test_device_targets.py::test_a_candidate_the_device_disagrees_with_is_passed_over"),
  ("device golden check", "edgeft/export/device.py", "        ok = gap <= golden[\"atol\"] and device.argmax(-1).tolist() == golden[\"top1\"]\n", "        ok = False\n", "tests/export/test_device_targets.py::test_export_confirms_on_a_device_over_ssh"),
  ("missing operator", "edgeft/export/device.py", "                if found is None:\n", "                if True:\n", "tests/export/test_device_targets.py::test_an_operator_the_devices_onnxruntime_lacks_is_named"),
+]
+M += [
+ ("run dir", "edgeft/finetune/run_dir.py", 'return run if isinstance(config, dict) and config.get("format") == RUN_FORMAT else None', "return run", "tests/finetune/test_run_dir.py"),
+ ("user error exit", "edgeft/errors.py", "    exit_code = 2\n", "    exit_code = 1\n", "tests/test_cli.py"),
 ]
 only = sys.argv[1:]
 results = []

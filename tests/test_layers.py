@@ -8,13 +8,14 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-LEAVES = {"errors", "limits", "registry", "manifest", "outputs", "__version__"}
+LEAVES = {"errors", "limits", "registry", "manifest", "outputs", "output_lock", "__version__"}
 MAY_IMPORT = {
     "errors": set(),
     "limits": set(),
     "registry": {"errors"},
     "manifest": {"errors", "limits"},
-    "outputs": {"errors"},
+    "output_lock": {"errors"},
+    "outputs": {"errors", "output_lock"},
     "runtime": {"errors", "limits", "manifest", "outputs"},
     "data": LEAVES | {"runtime"},
     "backbones": LEAVES | {"runtime"},
@@ -27,7 +28,7 @@ MAY_IMPORT = {
 EXCEPTIONS = {"bench/torch_runner.py": {"backbones", "finetune"}}  # the optional PyTorch baseline
 HEAVY = {"torch", "transformers", "onnx", "optimum", "onnxscript"}
 NEVER_HEAVY = ("runtime/", "bench/runner.py", "bench/feeds.py", "bench/targets.py", "manifest.py", "errors.py",
-               "limits.py", "outputs.py", "registry.py")
+               "limits.py", "outputs.py", "output_lock.py", "registry.py")
 
 
 def imports(path: Path) -> set[str]:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgeft.bench.driver import SCHEMA
+from edgeft.bench.schema import SCHEMA
 from edgeft.errors import UsageError
 
 # what a latency depends on besides the model; a difference is named in the warnings

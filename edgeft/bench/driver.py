@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,47 +15,19 @@ import numpy as np
 from edgeft import __version__
 from edgeft.bench import feeds as fd
 from edgeft.bench.config import BenchConfig
+from edgeft.bench.contenders import BundleContender, Contender, TorchBaseline, contenders_of
 from edgeft.bench.flops import graph_flops
 from edgeft.bench.process import RunnerProcess
+from edgeft.bench.schema import BenchReport, GoldenResult, ResultRow
 from edgeft.bench.stats import LatencyStats
 from edgeft.bench.targets import Target, resolve_target
 from edgeft.errors import TargetError, UsageError
-from edgeft.manifest import Manifest, read_manifest, sha256_file
+from edgeft.manifest import Manifest
 from edgeft.outputs import scratch
 from edgeft.runtime.golden import judge_golden
 
-SCHEMA = "edgeft.bench/1"
 IDLE_GAP_S = 0.05
 Progress = Callable[[int, int, str], None]
-
-
-@dataclass
-class Contender:
-    """A bundle (or the PyTorch baseline of the first bundle's source) and its runner."""
-
-    name: str
-    path: Path
-    manifest: Manifest | None  # None: a bare model file, compared with the bundles
-    kind: str = "onnx"  # "onnx" (a bundle), "model" (a bare .onnx file) or "torch"
-    process: RunnerProcess | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def model_file(self) -> Path:
-        return self.path / self.manifest.model_file if self.manifest is not None else self.path
-
-    def describe(self) -> dict[str, Any]:
-        if self.kind == "torch":
-            return {"name": self.name, "kind": "torch", "source": self.manifest.source.get("run_dir")  # type: ignore[union-attr]
-                    or self.manifest.source.get("backbone", {}).get("name")}  # type: ignore[union-attr]
-        model = self.model_file
-        if self.manifest is None:
-            return {"name": self.name, "kind": "model", "path": str(model), "size_bytes": model.stat().st_size,
-                    "sha256": sha256_file(model)}
-        return {"name": self.name, "kind": "onnx", "path": str(self.path), "task": self.manifest.task,
-                "quantization": self.manifest.quantization.get("name", self.manifest.quantization.get("mode")),
-                "mode": self.manifest.quantization.get("mode"), "model_file": self.manifest.model_file,
-                "size_bytes": model.stat().st_size, "sha256": sha256_file(model)}
 
 
 class BenchInterrupted(TargetError):
@@ -65,30 +36,6 @@ class BenchInterrupted(TargetError):
     def __init__(self, message: str, report: dict[str, Any]) -> None:
         super().__init__(message)
         self.report = report
-
-
-def _contenders(config: BenchConfig) -> list[Contender]:
-    found: list[Contender] = []
-    for i, text in enumerate(config.bundles):
-        path = Path(text)
-        bare = path.is_file() and path.suffix == ".onnx" and i > 0
-        if not path.is_dir() and not bare:
-            raise UsageError(f"{text} is not a bundle folder" + (" (a bare .onnx file may follow a bundle, whose "
-                                                                  "manifest shapes the inputs)" if path.is_file() else ""))
-        manifest = None if bare else read_manifest(path)
-        name = path.resolve().name
-        if any(c.name == name for c in found):
-            name = f"{name}#{len(found) + 1}"
-        found.append(Contender(name, path, manifest, kind="model" if bare else "onnx"))
-    first = found[0].manifest
-    assert first is not None  # the first is always a bundle
-    for c in found[1:]:
-        if c.manifest is None:
-            continue
-        if c.manifest.task != first.task or [t.name for t in c.manifest.inputs] != [t.name for t in first.inputs]:
-            raise UsageError(f"{c.name} does not take the same inputs as {found[0].name}; "
-                             "bench different models in separate calls")
-    return found
 
 
 def _points(config: BenchConfig, manifest: Manifest) -> list[tuple[int, int | None]]:
@@ -103,7 +50,7 @@ def _points(config: BenchConfig, manifest: Manifest) -> list[tuple[int, int | No
     return [(b, s) for b in config.batch_sizes for s in seqs]
 
 
-def _make_feeds(config: BenchConfig, contender: Contender, points: list[tuple[int, int | None]],
+def _make_feeds(config: BenchConfig, contender: BundleContender, points: list[tuple[int, int | None]],
                 path: Path) -> dict[str, list[dict[str, np.ndarray]]]:
     manifest, bundle = contender.manifest, contender.path
     sets: dict[str, list[dict[str, np.ndarray]]] = {}
@@ -129,49 +76,42 @@ def _make_feeds(config: BenchConfig, contender: Contender, points: list[tuple[in
     return sets
 
 
-def _golden(contender: Contender) -> dict[str, Any]:
-    reply = contender.process.request("golden")  # type: ignore[union-attr]
-    got = np.asarray(reply["logits"], dtype=np.float64)
-    golden = contender.manifest.golden  # type: ignore[union-attr]
+def _golden(contender: Contender, process: RunnerProcess, golden: dict[str, Any]) -> GoldenResult:
+    got = np.asarray(process.request("golden")["logits"], dtype=np.float64)
     expected = np.load(contender.path / golden.get("file", "golden.npz"))["logits"].astype(np.float64)
     check = judge_golden(got, expected, float(golden.get("atol", 1e-4)))
-    return {"bundle": contender.name, "samples": check.count, "top1_agreement": check.top1_agreement,
-            "max_abs_diff": check.max_abs_diff, "atol": check.atol, "within_tolerance": check.within_tolerance,
-            "ok": check.ok}
+    return GoldenResult(contender.name, check.count, check.top1_agreement, check.max_abs_diff, check.atol,
+                        check.within_tolerance, check.ok)
 
 
 class Bench:
-    """One call of ``edgeft bench``; ``run`` returns the report (the results.json content)."""
+    """One call of ``edgeft bench``; ``run`` returns the report."""
 
     def __init__(self, config: BenchConfig, log: Callable[[str], None] = lambda _: None,
                  progress: Progress | None = None, on_point: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.config, self.log, self.progress, self.on_point = config, log, progress, on_point
-        self.contenders = _contenders(config)
+        found = contenders_of(config.bundles)
+        self.first = found[0]
+        assert isinstance(self.first, BundleContender)
+        self.contenders: list[Contender] = list(found)
         self.target: Target = resolve_target(config.target, config.target_options)
         if config.baseline == "torch":
             if not self.target.local:
                 raise UsageError(f"--baseline torch runs on this machine only, not on {config.target}")
-            first = self.contenders[0]
-            self.contenders.insert(0, Contender("torch-eager", first.path, first.manifest, kind="torch"))
+            self.contenders.insert(0, TorchBaseline("torch-eager", self.first))
+        self.processes: dict[str, RunnerProcess] = {}
         names = [c.name for c in self.contenders]
-        reference = config.reference
-        if reference is not None:
-            matches = [c.name for c in self.contenders if reference in (c.name, str(c.path), c.kind if c.kind == "torch" else None)]
-            if not matches:
-                raise UsageError(f"--reference {reference!r} is none of the bundles: {', '.join(names)}")
-            self.reference = matches[0]
-        else:
-            self.reference = names[0]
-        self.points = _points(config, self.contenders[0].manifest)
-        self.report: dict[str, Any] = {
-            "schema": SCHEMA, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "edgeft_version": __version__, "target": config.target, "provider": self.target.provider,
-            "emulated": self.target.emulated, "reference": self.reference,
-            "settings": {"runs": config.runs, "min_time_s": config.min_time, "warmup": config.warmup,
-                         "rounds": config.rounds, "inputs": "real: " + config.inputs if config.inputs else "synthetic"},
-            "fingerprint": {}, "bundles": [c.describe() for c in self.contenders],
-            "golden": [], "results": [], "error": None,
-        }
+        reference = config.reference or names[0]
+        matches = [c.name for c in self.contenders if reference in (c.name, str(c.path), c.kind if c.kind == "torch" else None)]
+        if not matches:
+            raise UsageError(f"--reference {reference!r} is none of the bundles: {', '.join(names)}")
+        self.points = _points(config, self.first.manifest)
+        self.report = BenchReport(
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), edgeft_version=__version__,
+            target=config.target, provider=self.target.provider, emulated=self.target.emulated, reference=matches[0],
+            settings={"runs": config.runs, "min_time_s": config.min_time, "warmup": config.warmup,
+                      "rounds": config.rounds, "inputs": "real: " + config.inputs if config.inputs else "synthetic"},
+            bundles=[c.describe() for c in self.contenders])
 
     def _timing(self) -> tuple[int | None, float, int, int]:
         """Runs and seconds per block, warm-up calls, and calls before each block: emulated
@@ -184,20 +124,19 @@ class Bench:
         per_block = math.ceil(config.runs / config.rounds) if config.runs else None
         return per_block, config.min_time / config.rounds, config.warmup, 2
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> BenchReport:
         with scratch("bench") as tmp:
             feeds_file = Path(tmp) / "feeds.npz"
-            sets = _make_feeds(self.config, self.contenders[0], self.points, feeds_file)
+            sets = _make_feeds(self.config, self.first, self.points, feeds_file)
             flops = self._flops(sets)
             try:
                 self._measure(feeds_file, flops, sets)
             except TargetError as exc:
-                self.report["error"] = str(exc)
-                raise BenchInterrupted(str(exc), self.report) from None
+                self.report.error = str(exc)
+                raise BenchInterrupted(str(exc), self.report.to_dict()) from None
             finally:
-                for c in self.contenders:
-                    if c.process is not None:
-                        c.process.close()
+                for process in self.processes.values():
+                    process.close()
                 self.target.close()
         return self.report
 
@@ -212,80 +151,69 @@ class Bench:
         return counts
 
     def _start(self, feeds_file: Path) -> None:
-        onnx_bundles = [c.path for c in self.contenders if c.kind != "torch"]
-        self.target.open(onnx_bundles, feeds_file)
-        index = 0
+        staged = [c for c in self.contenders if c.on_target]
+        self.target.open([c.path for c in staged], feeds_file)
+        index = {c.name: i for i, c in enumerate(staged)}  # the target staged them in this order
         for c in self.contenders:
-            if c.kind == "torch":
-                import sys
-
-                c.process = RunnerProcess(c.name, [sys.executable, "-m", "edgeft.bench.torch_runner", str(c.path),
-                                                   str(feeds_file)], where=self.target.where)
-            else:
-                launch = self.target.launch(index)
-                index += 1
-                c.process = RunnerProcess(c.name, launch.command, launch.env, where=self.target.where)
-        first = next(c for c in self.contenders if c.kind != "torch")
-        self.report["fingerprint"] = first.process.ready["fingerprint"]  # type: ignore[union-attr]
+            self.processes[c.name] = c.start(self.target, index.get(c.name, -1), feeds_file)
+        self.report.fingerprint = self.processes[staged[0].name].ready["fingerprint"]
 
     def _measure(self, feeds_file: Path, flops: dict[tuple[str, str], int | None],
                  sets: dict[str, list[dict[str, np.ndarray]]]) -> None:
         self._start(feeds_file)
+        run = self.processes
         for c in self.contenders:
-            if c.kind == "onnx":  # bundles carry golden vectors
-                c.process.request("load", threads=1, provider=self.target.provider)  # type: ignore[union-attr]
-                self.report["golden"].append(_golden(c))
-        cores = self.report["fingerprint"].get("logical_cores", 1)
+            if c.golden is not None:  # bundles carry golden vectors
+                run[c.name].request("load", threads=1, provider=self.target.provider)
+                self.report.golden.append(_golden(c, run[c.name], c.golden))
+        cores = self.report.fingerprint.get("logical_cores", 1)
         threads_list = list(self.config.threads) or [cores]
         per_block, block_time, warmup, prewarm = self._timing()
         total = len(threads_list) * len(self.points) * self.config.rounds * len(self.contenders)
         done = 0
         for threads in threads_list:
-            loads = {c.name: c.process.request("load", threads=threads, provider=self.target.provider)  # type: ignore[union-attr]
+            loads = {c.name: run[c.name].request("load", threads=threads, provider=self.target.provider)
                      for c in self.contenders}
             for batch, seq in self.points:
                 key = fd.point_key(batch, seq)
-                first = {c.name: c.process.request("prepare", key=key, warmup=warmup)["first_run_s"]  # type: ignore[union-attr]
+                first = {c.name: run[c.name].request("prepare", key=key, warmup=warmup)["first_run_s"]
                          for c in self.contenders}
                 samples: dict[str, list[float]] = {c.name: [] for c in self.contenders}
                 for r in range(self.config.rounds):
                     shift = r % len(self.contenders)
                     for c in self.contenders[shift:] + self.contenders[:shift]:
                         time.sleep(IDLE_GAP_S)  # the last block's spinning threads settle before this one
-                        reply = c.process.request("time", runs=per_block, min_time=block_time, prewarm=prewarm)  # type: ignore[union-attr]
+                        reply = run[c.name].request("time", runs=per_block, min_time=block_time, prewarm=prewarm)
                         samples[c.name] += reply["times"]
                         done += 1
                         if self.progress:
                             self.progress(done, total, f"t{threads} {key} {c.name}")
                 rows = [self._row(c, threads, batch, seq, sets[key], samples[c.name], loads[c.name], first[c.name],
                                   flops.get((c.name, key))) for c in self.contenders]
-                reference = next(r for r in rows if r["bundle"] == self.reference)
+                reference = next(r for r in rows if r.bundle == self.report.reference)
                 for row in rows:
-                    row["ratio"] = row["latency_ms"]["p50"] / reference["latency_ms"]["p50"]
-                self.report["results"] += rows
+                    row.ratio = row.latency_ms["p50"] / reference.latency_ms["p50"]
+                self.report.results += rows
                 if self.on_point:
-                    self.on_point(self.report)
+                    self.on_point(self.report.to_dict())
 
     def _row(self, c: Contender, threads: int, batch: int, seq: int | None, sets: list[dict[str, np.ndarray]],
-             times: list[float], load: dict[str, Any], first: float, flop: int | None) -> dict[str, Any]:
+             times: list[float], load: dict[str, Any], first: float, flop: int | None) -> ResultRow:
         stats = LatencyStats.from_seconds(times)
-        rss = c.process.request("stats")["peak_rss_bytes"]  # type: ignore[union-attr]
+        rss = self.processes[c.name].request("stats")["peak_rss_bytes"]
         tokens = None
         if "attention_mask" in sets[0]:
             tokens = float(np.mean([s["attention_mask"].shape[1] for s in sets]))
-        return {
-            "bundle": c.name, "kind": c.kind, "threads": threads, "batch": batch, "seq": seq, "tokens": tokens,
-            "provider": load["providers"][0], "latency_ms": stats.to_dict(), "throughput_per_s": stats.throughput(batch),
-            "load_s": load["load_s"], "first_run_ms": 1000 * first,
-            "peak_rss_mb": rss / 2**20 if rss else None,
-            "gflop": flop / 1e9 if flop else None,
-            "gflops_per_s": flop / 1e9 / (stats.p50 / 1000) if flop else None,
-            "samples_ms": [round(1000 * t, 4) for t in times],
-        }
+        return ResultRow(
+            bundle=c.name, kind=c.kind, threads=threads, batch=batch, seq=seq, tokens=tokens,
+            provider=load["providers"][0], latency_ms=stats.to_dict(), throughput_per_s=stats.throughput(batch),
+            load_s=load["load_s"], first_run_ms=1000 * first, peak_rss_mb=rss / 2**20 if rss else None,
+            gflop=flop / 1e9 if flop else None, gflops_per_s=flop / 1e9 / (stats.p50 / 1000) if flop else None,
+            samples_ms=[round(1000 * t, 4) for t in times])
 
 
 def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda _: None, progress: Progress | None = None,
               on_point: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Measure ``config`` and return the report; raises ``BenchInterrupted`` (with the partial
+    """Measure ``config`` and return the report's JSON (``edgeft.bench.schema``); raises ``BenchInterrupted`` (with the partial
     report) when the target fails part-way."""
-    return Bench(config, log, progress, on_point).run()
+    return Bench(config, log, progress, on_point).run().to_dict()

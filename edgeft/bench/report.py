@@ -1,20 +1,5 @@
-"""Bench reports: ``results.json`` (the schema below), ``results.csv``, ``results.md`` and PNG plots.
-
-results.json (``schema: edgeft.bench/1``):
-- ``target``, ``provider``, ``emulated``, ``reference`` (the bundle ratios are taken to),
-  ``settings`` (runs, min_time_s, warmup, rounds, inputs), ``edgeft_version``, ``created``
-- ``fingerprint``: arch, cpu, cpu_id (x86 family/model/stepping, ARM implementer/part: one cloud
-  name covers several generations), cpu_features, logical_cores, os, python, runtime,
-  runtime_version, available_providers, emulated, emulated_cpu (read by the runner on the target)
-- ``bundles``: name, kind (onnx | torch), path, quantization, size_bytes, sha256
-- ``golden``: per bundle, the golden vectors run on the target against the exported logits:
-  samples, top1_agreement, max_abs_diff, atol, within_tolerance, ok (edgeft.runtime.golden judges)
-- ``results``: one row per bundle and sweep point: threads, batch, seq (None: images or real
-  inputs), tokens, provider, latency_ms {runs, min, mean, std, p50, p90, p99, max},
-  throughput_per_s, load_s, first_run_ms, peak_rss_mb, gflop, gflops_per_s, ratio (p50 to the
-  reference's), samples_ms
-- ``error``: None, or why the run stopped (the results before it are kept)
-"""
+"""Bench reports: ``results.json`` (the schema is ``edgeft.bench.schema``), ``results.csv``,
+``results.md`` and PNG plots, written from the report's JSON."""
 
 from __future__ import annotations
 

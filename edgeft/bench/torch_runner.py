@@ -22,18 +22,17 @@ def load_source_model(bundle: Path) -> Any:
     """The float PyTorch model the bundle was exported from: its run's best weights, or the
     backbone with its pretrained head. Refuses a run whose weights changed since the export."""
     from edgeft.backbones import load_backbone
-    from edgeft.finetune import load_run
-    from edgeft.finetune import run_dir as rd
+    from edgeft.finetune import RunDir
 
     source = read_manifest(bundle).source
     if source.get("kind") == "backbone":
         return load_backbone(source["backbone"]["name"])
-    run = Path(source.get("run_dir", ""))
-    if not (run / rd.WEIGHTS).is_file():
-        raise UsageError(f"--baseline torch: the bundle's run {run} is not on this machine")
-    if source.get("weights_sha256") and sha256_file(run / rd.WEIGHTS) != source["weights_sha256"]:
-        raise UsageError(f"--baseline torch: the weights in {run} changed since the bundle was exported")
-    return load_run(run).model
+    run = RunDir(source.get("run_dir", ""))
+    if not run.weights_file.is_file():
+        raise UsageError(f"--baseline torch: the bundle's run {run.path} is not on this machine")
+    if source.get("weights_sha256") and sha256_file(run.weights_file) != source["weights_sha256"]:
+        raise UsageError(f"--baseline torch: the weights in {run.path} changed since the bundle was exported")
+    return RunDir.open(run.path).load().model
 
 
 class TorchRunner(TimedRunner):

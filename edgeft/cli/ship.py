@@ -103,10 +103,10 @@ def doctor(source: str, target: str, as_json: bool) -> None:
 @click.argument("bundle", type=click.Path())
 @click.argument("inputs", nargs=-1)
 @click.option("--file", "-f", "text_file", type=click.Path(), help="Texts, one per line (text bundles).")
-@click.option("--top-k", "-k", default=1, show_default=True, type=int)
-@click.option("--batch-size", default=32, show_default=True, type=int)
+@click.option("--top-k", "-k", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--logits", is_flag=True, help="Include the raw logits in --json output.")
-@click.option("--threads", default=0, show_default=True, type=int, help="Intra-op threads (0: onnxruntime's choice).")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0), help="Intra-op threads (0: onnxruntime's choice).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout.")
 def predict(bundle: str, inputs: tuple[str, ...], text_file: str | None, top_k: int, batch_size: int, logits: bool,
             threads: int, as_json: bool) -> None:
@@ -115,8 +115,6 @@ def predict(bundle: str, inputs: tuple[str, ...], text_file: str | None, top_k: 
     from edgeft.runtime import EdgeModel
     from edgeft.runtime.preprocess import decode_utf8
 
-    if top_k < 1 or batch_size < 1:
-        raise UsageError("--top-k and --batch-size must be at least 1")
     model = EdgeModel.load(bundle, threads=threads)
     items = [decode_utf8(os.fsencode(arg), f"argument {i}") for i, arg in enumerate(inputs, 1)]
     if items == ["-"]:
@@ -142,7 +140,7 @@ def predict(bundle: str, inputs: tuple[str, ...], text_file: str | None, top_k: 
 @click.argument("bundle", type=click.Path())
 @click.option("--provider", "providers", multiple=True,
               help="onnxruntime execution provider, repeatable [default: CUDA if available, then CPU].")
-@click.option("--threads", default=0, show_default=True, type=int, help="Intra-op threads (0: onnxruntime's choice).")
+@click.option("--threads", default=0, show_default=True, type=click.IntRange(min=0), help="Intra-op threads (0: onnxruntime's choice).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def verify(bundle: str, providers: tuple[str, ...], threads: int, as_json: bool) -> None:
     """Run BUNDLE's golden vectors on this machine and compare with the outputs stored at export.

@@ -102,9 +102,7 @@ def finetune(backbone, data, output, resume, as_json, **options) -> None:  # noq
     given = {name: value for name, value in {"backbone": backbone, "data": data, **options}.items()
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     result = run_finetune(config, resume=resume, log=logger(as_json), progress=not as_json, given=given)
-    from edgeft.finetune.distributed import context_from_env
-
-    if not context_from_env().is_main:
+    if result.rank != 0:  # under torchrun, rank 0 reports
         return
     if as_json:
         print_json(result.to_dict())

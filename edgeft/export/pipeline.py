@@ -64,7 +64,7 @@ class ExportResult:
                 "attempts": [c.to_dict() for c in self.selection.candidates] if self.selection else []}
 
 
-def _quiet(_: str) -> None:
+def _silent(_: str) -> None:
     pass
 
 
@@ -122,7 +122,7 @@ def _versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__}
 
 
-def export_bundle(config: ExportConfig, log: Log = _quiet) -> ExportResult:
+def export_bundle(config: ExportConfig, log: Log = _silent) -> ExportResult:
     """Export ``config.source`` to a verified bundle at ``config.output``; nothing is written on failure.
 
     The output is locked from the start (a second export to it fails at once); all work happens

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from edgeft.backbones import Backbone
 from edgeft.data import Dataset, load_dataset
 from edgeft.errors import EdgeftError, RunDirError, UsageError
 from edgeft.manifest import sha256_file
+
+if TYPE_CHECKING:
+    from edgeft.finetune import RunDir
 
 
 @dataclass
@@ -18,7 +21,6 @@ class ExportSource:
 
     model: Backbone
     labels: list[str]
-    kind: str  # "run" or "backbone"
     description: dict[str, Any]  # the manifest's ``source`` (without the exported model's hash)
     train: Dataset | None = None  # default calibration data
     val: Dataset | None = None  # labelled held-out data: parity and accuracy
@@ -37,50 +39,41 @@ class ExportSource:
         return getattr(self.model, "tokenizer_json", None)
 
 
-def _run_data(config: dict[str, Any], labels: list[str], log: Callable[[str], None]) -> tuple[Dataset | None, Dataset | None, list[str]]:
+def _run_data(run: RunDir, labels: list[str], log: Callable[[str], None]) -> tuple[Dataset | None, Dataset | None, list[str]]:
     """The run's own train and validation splits, re-created as fine-tuning made them."""
-    ft = config.get("finetune_config", {})
+    ft = run.finetune_config()
     try:
-        splits = load_dataset(ft["data"], val_split=ft.get("val_split", 0.2), seed=ft.get("seed", 0),
-                              val_path=ft.get("val_data"), text_column=ft.get("text_column", "text"),
-                              label_column=ft.get("label_column", "label"))
-    except (EdgeftError, KeyError) as exc:
+        splits = load_dataset(ft.data, val_split=ft.val_split, seed=ft.seed, val_path=ft.val_data,
+                              text_column=ft.text_column, label_column=ft.label_column)
+    except EdgeftError as exc:
         note = f"the run's data is not readable here ({exc}); accuracy is not measured"
         log(f"warning: {note}")
         return None, None, [note]
     if list(splits.classes) != labels:
-        note = f"the run's data at {ft['data']} no longer has the run's classes; accuracy is not measured"
+        note = f"the run's data at {ft.data} no longer has the run's classes; accuracy is not measured"
         log(f"warning: {note}")
         return None, None, [note]
     return splits.train, splits.val, []
 
 
-def _is_run_config(path: Path) -> bool:
-    import json
-
-    try:
-        return json.loads(path.read_text()).get("format") == "edgeft-run"
-    except (OSError, ValueError, AttributeError):
-        return True  # let load_run say what is wrong with it
-
-
 def load_source(source: str, log: Callable[[str], None]) -> ExportSource:
     """A run directory (best weights, its labels and data), or a backbone name with its own head."""
-    from edgeft.finetune import load_run
-    from edgeft.finetune import run_dir as rd
+    from edgeft.finetune import RunDir
 
     path = Path(source)
-    if path.is_dir() and (path / rd.CONFIG).is_file() and _is_run_config(path / rd.CONFIG):
-        run = load_run(path)
-        train, val, notes = _run_data(run.config, run.labels, log)
+    run_dir = RunDir.find(path)
+    if run_dir is not None:
+        run = run_dir.load()
+        train, val, notes = _run_data(run_dir, run.labels, log)
         description = {
             "kind": "run", "run_dir": str(path.resolve()), "backbone": run.config["backbone"],
-            "weights_sha256": sha256_file(path / rd.WEIGHTS), "run_config": run.config,
+            "weights_sha256": sha256_file(run_dir.weights_file), "run_config": run.config,
             "best_val_accuracy": run.metrics.get("best_val_accuracy"),
         }
-        return ExportSource(run.model, run.labels, "run", description, train, val, notes)
-    if path.is_dir() and not (path / rd.CONFIG).is_file():
-        raise RunDirError(f"{source} is not a run directory (no {rd.CONFIG}); fine-tune first, or name a backbone")
+        return ExportSource(run.model, run.labels, description, train, val, notes)
+    if path.is_dir() and not RunDir(path).config_file.is_file():
+        raise RunDirError(f"{source} is not a run directory (no {RunDir(path).config_file.name}); "
+                          "fine-tune first, or name a backbone")
     from edgeft.backbones import backbone_spec, load_backbone
 
     try:
@@ -92,4 +85,4 @@ def load_source(source: str, log: Callable[[str], None]) -> ExportSource:
         raise UsageError(f"backbone {spec.name} has no pretrained classification head to export; "
                          f"fine-tune it first (edgeft finetune --backbone {spec.name} ...) and export the run")
     description = {"kind": "backbone", "backbone": {"name": spec.name, "source": spec.source, "license": spec.license}}
-    return ExportSource(model, list(model.pretrained_labels), "backbone", description)
+    return ExportSource(model, list(model.pretrained_labels), description)

@@ -1,12 +1,17 @@
-"""The feature cache: the frozen prefix's outputs, computed once and reused every epoch."""
+"""The feature cache: the frozen prefix's outputs, computed once and reused every epoch.
+
+``plan_cache`` decides what a run trains on before the training loop exists: the raw items
+(``full``), the frozen prefix's output (``prefix``) or pooled features for the head alone
+(``pooled``), and computes the cache in one pass."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -14,18 +19,24 @@ from torch.utils.data import Dataset as TorchDataset
 
 from edgeft import outputs
 from edgeft.backbones import Backbone
+from edgeft.finetune.freezing import set_train_mode
 
 MEMORY_LIMIT_BYTES = 2 << 30  # larger caches go to memory-mapped files on disk
 
 
 @dataclass
 class CacheInfo:
+    """What the cache holds and cost: the run's metrics report it."""
+
     prefix_groups: int
     pooled: bool
     items: int
     bytes: int
     storage: str
     seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 class CachedStates(TorchDataset):
@@ -98,3 +109,46 @@ def compute_states(
         labels[offset : offset + n] = torch.as_tensor(batch_labels)
         offset += n
     return CachedStates(tensors, labels, spill_dir)
+
+
+@dataclass
+class CachePlan:
+    """What the training loop runs on: ``mode`` is ``full`` (the whole model on raw items),
+    ``prefix`` (the groups after the cached ``prefix``) or ``pooled`` (the head on pooled features)."""
+
+    mode: str
+    prefix: int
+    train: Any  # a torch Dataset: raw items, or CachedStates
+    val: Any
+    info: CacheInfo | None = None
+
+    def close(self) -> None:
+        for items in (self.train, self.val):
+            if isinstance(items, CachedStates):
+                items.close()
+
+
+def plan_cache(model: Backbone, frozen_prefix: int, train: Any, val: Any, *, enabled: bool, augment: bool,
+               device: torch.device, spill_beside: Path, log: Callable[[str], None],
+               batches: Callable[[Any, str], Iterable]) -> CachePlan:
+    """Cache the frozen prefix's output (pooled when the whole backbone is frozen) of ``train``
+    and ``val`` when that pays, else plan the full model. ``batches(items, what)`` yields the
+    items' batches on ``device``."""
+    reason = ("off (--no-cache-features)" if not enabled else
+              "off, because --augment changes the inputs every epoch" if augment else
+              "off, no frozen prefix to cache" if frozen_prefix == 0 else None)
+    if reason:
+        log(f"feature cache: {reason}")
+        return CachePlan("full", 0, train, val)
+    pooled = frozen_prefix == len(model.groups())
+    start = time.perf_counter()
+    set_train_mode(model)  # frozen groups in eval mode, as during training
+    caches = [compute_states(model, batches(items, what), len(items), frozen_prefix, pooled, spill_beside)
+              for items, what in ((train, "train"), (val, "val"))]
+    info = CacheInfo(prefix_groups=frozen_prefix, pooled=pooled, items=sum(len(c) for c in caches),
+                     bytes=sum(c.nbytes for c in caches), storage="disk" if caches[0].spill_dir else "memory",
+                     seconds=time.perf_counter() - start)
+    where = "pooled features" if pooled else f"the output of the first {frozen_prefix} groups"
+    log(f"feature cache: {where} of {info.items} items, {info.bytes / 2**20:.1f} MiB in {info.storage}, "
+        f"{info.seconds:.1f} s")
+    return CachePlan("pooled" if pooled else "prefix", frozen_prefix, caches[0], caches[1], info)

@@ -16,6 +16,8 @@ sibling and renamed), so a run killed in its first epoch can be resumed. Each ep
 one rename, the checkpoint's; ``metrics.json`` and ``model.safetensors`` are derived from it,
 written after it, and repaired from it by ``--resume`` (``repair``). Every file is replaced
 atomically (``edgeft.outputs``).
+
+``RunDir`` owns that layout: whether a folder is a run, its config, its model, and every write.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from edgeft import outputs
+from edgeft.backbones import Backbone
 from edgeft.errors import RunDirError
+from edgeft.finetune.config import FinetuneConfig
+
+RUN_FORMAT = "edgeft-run"  # config.json's "format", and model.safetensors' metadata
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -41,27 +48,19 @@ LAST = "checkpoint/last.safetensors"
 STATE = "checkpoint/state.json"  # older runs kept the state beside the checkpoint; read on --resume
 
 
-def write_json(path: Path, data: Any) -> None:
-    outputs.write_json(path, data)
-
-
-def write_text(path: Path, text: str) -> None:
-    outputs.write_text(path, text)
-
-
-def save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def _save_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     outputs.atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
 
 
-def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+def _save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
     """Tensors and JSON state in one file: one rename commits an epoch."""
-    save_weights(path, tensors, {"format": "edgeft-checkpoint", "state": json.dumps(state)})
+    _save_weights(path, tensors, {"format": "edgeft-checkpoint", "state": json.dumps(state)})
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """The checkpoint's tensors and state (None for an older run's checkpoint without its state)."""
-    tensors = load_weights(path)
+    tensors = _load_weights(path)
     try:
         with safe_open(str(path), "pt") as f:
             metadata = f.metadata() or {}
@@ -82,7 +81,7 @@ def weights_epoch(path: Path) -> int | None:
         return None
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise RunDirError(f"{path} is missing")
     try:
@@ -91,7 +90,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise RunDirError(f"{path} is not a readable safetensors file ({exc})") from None
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunDirError(f"{path} is missing")
     try:
@@ -100,7 +99,7 @@ def read_json(path: Path) -> dict[str, Any]:
         raise RunDirError(f"{path} is not valid JSON ({exc})") from None
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """An optimizer's state split into flat tensors (for safetensors) and JSON (the rest)."""
     state = optimizer.state_dict()
     tensors, scalars = {}, {}
@@ -113,7 +112,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
     slots: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("optimizer."):
@@ -125,29 +124,155 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     optimizer.load_state_dict({"state": slots, "param_groups": info["param_groups"]})
 
 
-def create_run_dir(final: Path, write: Callable[[Path], None]) -> None:
-    """Write the first version of a run directory in a temporary sibling, then rename it in."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = outputs.make_temp_dir(final)
-    try:
-        write(tmp)
-        outputs.publish_mode(tmp)
-        if final.is_dir():
-            final.rmdir()  # an empty folder the user made beforehand
-        outputs.commit_point(f"create {final.name}")
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
-def check_new_run_dir(path: Path) -> None:
-    """A new run must not overwrite anything, and its parent must be writable."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise RunDirError(f"{path} already exists; use --resume to continue it or choose another -o")
-    parent = path.parent if path.parent != Path("") else Path(".")
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise RunDirError(f"cannot write to {path}: {probe} is not writable")
+@dataclass
+class Run:
+    """A run directory's model (best weights, eval mode) with its config and metrics."""
+
+    path: Path
+    model: Backbone
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.config["labels"]
+
+
+class RunDir:
+    """The run directory at ``path``: its files, what it holds, and every write to it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config_file, self.weights_file = self.path / CONFIG, self.path / WEIGHTS
+        self.metrics_file, self.tokenizer_file = self.path / METRICS, self.path / TOKENIZER
+        self.checkpoint_file, self.legacy_state_file = self.path / LAST, self.path / STATE
+
+    # -- reading -----------------------------------------------------------------------------
+    @classmethod
+    def find(cls, path: str | Path) -> RunDir | None:
+        """The run at ``path``; None when ``path`` holds none (no folder, no config.json, or
+        another tool's config.json, such as a Hugging Face model folder's). A config.json that
+        cannot be read raises RunDirError: it names what is wrong rather than guessing."""
+        run = cls(path)
+        if not run.path.is_dir() or not run.config_file.is_file():
+            return None
+        config = _read_json(run.config_file)
+        return run if isinstance(config, dict) and config.get("format") == RUN_FORMAT else None
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """The run at ``path``, or RunDirError saying why it is none."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise RunDirError(f"{run.path} is not a run directory")
+        if cls.find(path) is None:
+            raise RunDirError(f"{run.config_file} is not an edgeft run config")
+        return run
+
+    def config(self) -> dict[str, Any]:
+        return _read_json(self.config_file)
+
+    def finetune_config(self) -> FinetuneConfig:
+        """The FinetuneConfig the run was made with (defaults filled in as the trainer read them)."""
+        try:
+            return FinetuneConfig.from_dict(dict(self.config()["finetune_config"]))
+        except (KeyError, TypeError, ValueError):
+            raise RunDirError(f"{self.config_file} is not an edgeft run config") from None
+
+    def metrics(self) -> dict[str, Any]:
+        return _read_json(self.metrics_file)
+
+    def load(self) -> Run:
+        """``model.safetensors`` in the backbone the run's config names, in eval mode."""
+        from edgeft.finetune.model import build_model
+
+        config, weights = self.config(), _load_weights(self.weights_file)
+        model = build_model(self.finetune_config(), config["head"]["num_classes"], pretrained=False)
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as exc:
+            lines = str(exc).splitlines()
+            raise RunDirError(f"{self.weights_file} does not fit {config['backbone']['name']}: "
+                              f"{lines[1].strip() if len(lines) > 1 else exc}") from None
+        model.eval()
+        return Run(self.path, model, config, self.metrics())
+
+    # -- writing -----------------------------------------------------------------------------
+    def check_new(self) -> None:
+        """A new run must not overwrite anything, and its parent must be writable."""
+        path = self.path
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise RunDirError(f"{path} already exists; use --resume to continue it or choose another -o")
+        probe = path.parent if path.parent != Path("") else Path(".")
+        while not probe.exists():
+            probe = probe.parent
+        if not os.access(probe, os.W_OK):
+            raise RunDirError(f"cannot write to {path}: {probe} is not writable")
+
+    def reap(self) -> None:
+        """Remove what a killed process left: temporary siblings, and temporary files inside."""
+        outputs.reap(self.path.absolute().parent, self.path.name)
+        for folder in (self.path, self.checkpoint_file.parent):
+            outputs.reap(folder)
+
+    def create(self, config: dict[str, Any], tokenizer_json: str | None) -> None:
+        """The directory's first version (config and tokenizer), written in a temporary sibling
+        and renamed in, before the first epoch."""
+        final = self.path
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = outputs.make_temp_dir(final)
+        try:
+            outputs.write_json(tmp / CONFIG, {"format": RUN_FORMAT, **config})
+            if tokenizer_json is not None:
+                outputs.write_text(tmp / TOKENIZER, tokenizer_json)
+            outputs.publish_mode(tmp)
+            if final.is_dir():
+                final.rmdir()  # an empty folder the user made beforehand
+            outputs.commit_point(f"create {final.name}")
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def commit_epoch(self, weights: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                     state: dict[str, Any]) -> None:
+        """Commit an epoch: the checkpoint in one rename, then the files derived from it.
+        ``state`` holds the epoch, the best-so-far, the scheduler and ``metrics``."""
+        opt_tensors, opt_info = _optimizer_tensors(optimizer)
+        state = {**state, "optimizer": opt_info}
+        _save_checkpoint(self.checkpoint_file, {**{f"model.{k}": v for k, v in weights.items()}, **opt_tensors},
+                         state)
+        self.derive(state, weights)
+
+    def derive(self, state: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
+        """``metrics.json`` and ``model.safetensors`` as the committed checkpoint says (a repair on resume)."""
+        outputs.write_json(self.metrics_file, state["metrics"])
+        best = state["best_epoch"]
+        if best == state["epoch"] and weights_epoch(self.weights_file) != best:
+            _save_weights(self.weights_file, weights, {"format": RUN_FORMAT, "epoch": str(best)})
+
+    def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+                ) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+        """Load the last committed epoch into ``model`` and ``optimizer``; its state and model
+        weights, or None when no epoch was committed."""
+        if not self.checkpoint_file.is_file():
+            return None
+        tensors, state = _load_checkpoint(self.checkpoint_file)
+        if state is None:  # a run written before the checkpoint held its state
+            state = {**_read_json(self.legacy_state_file), "metrics": _read_json(self.metrics_file)}
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        try:
+            model.load_state_dict(weights)
+            _restore_optimizer(optimizer, tensors, state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise self.unfit(exc) from None
+        return state, weights
+
+    def unfit(self, exc: Exception) -> RunDirError:
+        return RunDirError(f"{self.path}: checkpoint does not fit this run ({str(exc).splitlines()[0]})")
+
+def load_run(path: str | Path) -> Run:
+    """The run directory's best model, with its config and metrics."""
+    return RunDir.open(path).load()

@@ -54,14 +54,14 @@ def test_best_checkpoint_is_kept(image_folder, tmp_path):
 
 def test_resume_continues_an_interrupted_run(image_folder, tmp_path, monkeypatch):
     full = finetune(_config(image_folder, tmp_path / "full", freeze="8"))
-    original = trainer_module._Trainer._train_epoch
+    original = trainer_module.Trainer._train_epoch
 
     def crash_in_epoch_3(self, epoch):
         if epoch == 3:
             raise KeyboardInterrupt
         return original(self, epoch)
 
-    monkeypatch.setattr(trainer_module._Trainer, "_train_epoch", crash_in_epoch_3)
+    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         finetune(_config(image_folder, tmp_path / "cut", freeze="8"))
     assert len(read_json(tmp_path / "cut/metrics.json")["epochs"]) == 2
@@ -71,7 +71,7 @@ def test_resume_continues_an_interrupted_run(image_folder, tmp_path, monkeypatch
         trained.append(epoch)
         return original(self, epoch)
 
-    monkeypatch.setattr(trainer_module._Trainer, "_train_epoch", record)
+    monkeypatch.setattr(trainer_module.Trainer, "_train_epoch", record)
     resumed = finetune(FinetuneConfig(backbone="", data="", output=str(tmp_path / "cut")), resume=True)
     assert trained == [3, 4]  # the finished epochs are not trained again
     a = read_json(tmp_path / "full/metrics.json")["epochs"]
