@@ -9,7 +9,6 @@ are left to the session at load time, where they fit the machine that runs them.
 from __future__ import annotations
 
 import collections
-import logging
 from pathlib import Path
 
 import onnx
@@ -18,8 +17,11 @@ import onnx
 def _optimize_transformer(src: Path, dst: Path, num_heads: int, hidden_size: int) -> None:
     from onnxruntime.transformers.optimizer import optimize_model
 
-    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
-    optimized = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0)
+    from edgeft.export.quiet import quiet
+
+    with quiet("onnxruntime.transformers", stdout=False, ignore_warnings=False):  # its advice, restored after
+        optimized = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                                   opt_level=0)
     optimized.save_model_to_file(str(dst))
 
 
