@@ -26,7 +26,7 @@ MAY_IMPORT = {
     "quickstart": LEAVES | {"runtime", "data", "finetune", "export", "bench"},
 }
 EXCEPTIONS = {"bench/torch_runner.py": {"backbones", "finetune"}}  # the optional PyTorch baseline
-HEAVY = {"torch", "transformers", "onnx", "optimum", "onnxscript"}
+HEAVY = {"torch", "transformers", "onnx", "optimum", "onnxscript", "click"}  # click: import time
 NEVER_HEAVY = ("runtime/", "bench/runner.py", "bench/feeds.py", "bench/targets.py", "manifest.py", "errors.py",
                "limits.py", "outputs.py", "output_lock.py", "registry.py")
 

@@ -1,6 +1,6 @@
-"""What every edgeft command shares: SIGTERM unwinding like Ctrl-C, warnings as one line, the
-parameter types, and the printers (a table, JSON, the progress log). edgeft's own errors need
-nothing here: they are ``click.ClickException`` subclasses with their exit codes."""
+"""What every edgeft command shares: errors as one line with their exit code, SIGTERM unwinding
+like Ctrl-C, warnings as one line, the parameter types, and the printers (a table, JSON, the
+progress log)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from typing import Any, Callable
 
 import click
 
+from edgeft.errors import EdgeftError
+
 
 class EdgeftGroup(click.Group):
-    """Warnings become one ``Warning: ...`` line; Ctrl-C and SIGTERM one ``Error:`` line with
-    exit 130 or 143 once every output's temporary work is removed (click's own handling of
-    Ctrl-C exits 1 and knows no SIGTERM). Anything that is no edgeft error is a bug and keeps
-    its traceback."""
+    """edgeft's errors become one ``Error: ...`` line and their exit code (the tree in
+    ``edgeft.errors`` stays stdlib-only for the runtime's import time, so it cannot be click's
+    own exceptions); warnings one ``Warning: ...`` line; Ctrl-C and SIGTERM one ``Error:`` line
+    with exit 130 or 143 once every output's temporary work is removed (click's own handling of
+    Ctrl-C exits 1 and knows no SIGTERM). Anything else is a bug and keeps its traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         def one_line_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
@@ -27,6 +30,9 @@ class EdgeftGroup(click.Group):
         signal.signal(signal.SIGTERM, _terminate)
         try:
             return super().invoke(ctx)
+        except EdgeftError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
         except (KeyboardInterrupt, Terminated) as exc:
             click.echo(f"Error: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}; "
                        "its temporary work was removed", err=True)

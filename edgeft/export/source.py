@@ -39,9 +39,9 @@ class ExportSource:
         return getattr(self.model, "tokenizer_json", None)
 
 
-def _run_data(run: RunDir, labels: list[str], log: Callable[[str], None]) -> tuple[Dataset | None, Dataset | None, list[str]]:
+def _run_data(run: RunDir, config: dict[str, Any], labels: list[str], log: Callable[[str], None]) -> tuple[Dataset | None, Dataset | None, list[str]]:
     """The run's own train and validation splits, re-created as fine-tuning made them."""
-    ft = run.finetune_config()
+    ft = run.finetune_config(config)
     try:
         splits = load_dataset(ft.data, val_split=ft.val_split, seed=ft.seed, val_path=ft.val_data,
                               text_column=ft.text_column, label_column=ft.label_column)
@@ -64,7 +64,7 @@ def load_source(source: str, log: Callable[[str], None]) -> ExportSource:
     run_dir = RunDir.find(path)
     if run_dir is not None:
         run = run_dir.load()
-        train, val, notes = _run_data(run_dir, run.labels, log)
+        train, val, notes = _run_data(run_dir, run.config, run.labels, log)
         description = {
             "kind": "run", "run_dir": str(path.resolve()), "backbone": run.config["backbone"],
             "weights_sha256": sha256_file(run_dir.weights_file), "run_config": run.config,

@@ -174,10 +174,11 @@ class RunDir:
     def config(self) -> dict[str, Any]:
         return _read_json(self.config_file)
 
-    def finetune_config(self) -> FinetuneConfig:
-        """The FinetuneConfig the run was made with (defaults filled in as the trainer read them)."""
+    def finetune_config(self, config: dict[str, Any] | None = None) -> FinetuneConfig:
+        """The FinetuneConfig the run was made with (defaults filled in as the trainer read them),
+        from ``config`` when the caller has already read config.json."""
         try:
-            return FinetuneConfig.from_dict(dict(self.config()["finetune_config"]))
+            return FinetuneConfig.from_dict(dict((config or self.config())["finetune_config"]))
         except (KeyError, TypeError, ValueError):
             raise RunDirError(f"{self.config_file} is not an edgeft run config") from None
 
@@ -189,7 +190,7 @@ class RunDir:
         from edgeft.finetune.model import build_model
 
         config, weights = self.config(), _load_weights(self.weights_file)
-        model = build_model(self.finetune_config(), config["head"]["num_classes"], pretrained=False)
+        model = build_model(self.finetune_config(config), config["head"]["num_classes"], pretrained=False)
         try:
             model.load_state_dict(weights)
         except RuntimeError as exc:
