@@ -76,7 +76,7 @@ class Manifest:
     - ``verification``: parity with PyTorch on held-out samples (max abs diff, top-1 agreement)
       and accuracy of the float and exported models on the validation split where labelled
     - ``source``: backbone, run config, edgeft version, opset, ``model_sha256``
-    - ``golden``: file, count, tolerance (max abs diff) for ``edgeft verify``
+    - ``golden``: file, its sha256, count, tolerance (max abs diff) for ``edgeft verify``
     - ``app``: present in app bundles only (``edgeft package --app``): the model takes ``pixels``
       (uint8 RGB HWC, any size) or ``text`` and outputs logits, probabilities and the top-k; the
       steps inside the graph and its measured parity with the Python runtime
@@ -174,6 +174,17 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def checked_golden(folder: str | Path, manifest: Manifest) -> Path:
+    """The bundle's golden file, refused unless its sha256 is the one recorded when it was written
+    (any changed byte: one line, before anything runs on it)."""
+    path = Path(folder) / manifest.golden["file"]
+    if not path.is_file():
+        raise ManifestError(f"{folder} has no golden vectors ({manifest.golden['file']} is missing)")
+    if sha256_file(path) != manifest.golden["sha256"]:
+        raise ManifestError(f"{path} does not match the manifest's golden.sha256 (edited or corrupted); re-export it")
+    return path
+
+
 # -- validation: every field a reader relies on, one message per problem --------------------------
 def _int(value: Any, lo: int, hi: int) -> bool:
     return type(value) is int and lo <= value <= hi
@@ -243,6 +254,8 @@ def _golden_problems(golden: dict[str, Any], labels: int) -> list[str]:
     atol = golden.get("atol")
     if not (_number(atol) and atol >= 0):
         problems.append(f"golden.atol must be a number of at least 0, got {atol!r:.40}")
+    if not isinstance(golden.get("sha256"), str) or not _SHA256.fullmatch(golden["sha256"]):
+        problems.append("golden.sha256 must be the golden file's sha256 in hex")
     count, top1 = golden.get("count"), golden.get("top1")
     if not _int(count, 1, 100_000):
         problems.append(f"golden.count must be a whole number of at least 1, got {count!r:.40}")

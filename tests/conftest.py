@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -71,22 +72,70 @@ def tiny_bert(tmp_path_factory) -> Path:
     return folder
 
 
+# -- the CPU the suite decides for ---------------------------------------------------------------
+# Export, the doctor and verify decide by the CPU class (``edgeft.runtime.cpu.cpu_class``). The one
+# reader of this machine's CPU is replaced for the whole run by a profile, so that no assertion
+# depends on the machine the suite runs on: EDGEFT_TEST_CPU=avx2 (the default) | vnni | arm64.
+# .ci/run runs the recipe-deciding tests (marked ``recipes``) under all three on whatever host it has.
+# A test marked ``host_cpu`` sees the real reading instead, and asserts only what holds on every host.
+TEST_CPU_ALIASES = {"avx2": "x86-avx2", "vnni": "x86-vnni", "arm64": "arm64"}
+try:
+    TEST_CPU = TEST_CPU_ALIASES[os.environ.get("EDGEFT_TEST_CPU", "avx2")]
+except KeyError:
+    raise pytest.UsageError(f"EDGEFT_TEST_CPU must be one of {', '.join(TEST_CPU_ALIASES)}") from None
+SEVEN_BIT = TEST_CPU == "x86-avx2"  # the profile's INT8 recipes for `--target cpu` keep weights to 7 bits
+
+
+def profile_cpu(name: str):  # noqa: ANN201
+    """The test profile ``name`` as this machine's reading: a generic CPU of that class."""
+    from dataclasses import replace
+
+    from edgeft.runtime.cpu import profile
+
+    return replace(profile(name, os.cpu_count() or 2), model=f"test profile {name}", ident="family 0 model 0 stepping 0")
+
+
+def use_cpu(monkeypatch, cpu) -> None:  # noqa: ANN001
+    """Make ``cpu`` this machine's reading for the rest of the test (or the scope of ``monkeypatch``)."""
+    import edgeft.runtime.cpu
+
+    monkeypatch.setattr(edgeft.runtime.cpu, "_read_host", lambda: cpu)
+
+
+_REAL_READER = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _suite_cpu_profile():
+    global _REAL_READER
+    import edgeft.runtime.cpu
+
+    _REAL_READER = edgeft.runtime.cpu._read_host
+    with pytest.MonkeyPatch.context() as mp:
+        use_cpu(mp, profile_cpu(TEST_CPU))
+        yield TEST_CPU
+
+
+@pytest.fixture(autouse=True)
+def _real_cpu_when_marked(request, monkeypatch):
+    """``@pytest.mark.host_cpu``: the test reads this machine's CPU as it is."""
+    if request.node.get_closest_marker("host_cpu") is not None:
+        import edgeft.runtime.cpu
+
+        monkeypatch.setattr(edgeft.runtime.cpu, "_read_host", _REAL_READER)
+
+
 AVX2_HOST_CPU = dict(arch="x86_64", model="An AVX2 CPU without VNNI", cores=2, features=("avx2",),
                      ident="family 0 model 0 stepping 0")
 
 
 @pytest.fixture
 def avx2_host(monkeypatch):
-    """Export and the doctor decide as on an x86 CPU without VNNI (u8s8 saturates), whatever this
-    host is: assertions about those decisions must not depend on the machine the suite runs on."""
+    """This test decides as on an x86 CPU without VNNI (u8s8 saturates), whatever the suite's profile."""
     from edgeft.runtime.cpu import CpuInfo
 
     cpu = CpuInfo(**AVX2_HOST_CPU)
-    import edgeft.export.pipeline
-    import edgeft.export.targets
-
-    monkeypatch.setattr(edgeft.export.pipeline, "cpu_info", lambda: cpu)
-    monkeypatch.setattr(edgeft.export.targets, "cpu_info", lambda: cpu)  # the doctor's `--target cpu`
+    use_cpu(monkeypatch, cpu)
     return cpu
 
 

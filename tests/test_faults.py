@@ -163,7 +163,8 @@ def test_the_reported_kill_between_checkpoint_and_state_resumes_exactly(tiny_ber
     assert epochs(tmp_path / "run") == epochs(tmp_path / "reference")
 
 
-def test_sigterm_removes_the_temporary_work(text_run, tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_signal_removes_the_temporary_work(text_run, tmp_path, sig, code):
     out = tmp_path / "bundle"
     process = subprocess.Popen([sys.executable, "-m", "edgeft", "export", str(text_run), "-o", str(out),
                                 "--quantize", "static"], stderr=subprocess.PIPE, text=True)
@@ -171,7 +172,7 @@ def test_sigterm_removes_the_temporary_work(text_run, tmp_path):
     while not debris(tmp_path) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     assert debris(tmp_path), "the export never started its work"
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143 and "Traceback" not in stderr, stderr
+    assert process.returncode == code and "Traceback" not in stderr, stderr
     assert list(tmp_path.iterdir()) == []

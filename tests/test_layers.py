@@ -32,14 +32,35 @@ NEVER_HEAVY = ("runtime/", "bench/runner.py", "bench/feeds.py", "bench/targets.p
 
 
 def imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, at any depth (lazy imports count)."""
+    """Every module ``path`` imports, at any depth (lazy imports count), written in any form:
+    ``import x``, ``from x import y``, relative (``from ..export import y``), and
+    ``importlib.import_module("x")`` or ``__import__("x")`` with a literal name."""
     found = set()
+    package = ["edgeft", *path.relative_to(REPO / "edgeft").parent.parts]
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found |= {f"edgeft.{a.name}" for a in node.names} if node.module == "edgeft" else {node.module}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            found |= {f"edgeft.{a.name}" for a in node.names} if module == "edgeft" else {module}
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) and (
+                isinstance(node.func, ast.Attribute) and node.func.attr == "import_module"
+                or isinstance(node.func, ast.Name) and node.func.id in ("__import__", "import_module")):
+            found.add(str(node.args[0].value))
     return found
+
+
+def test_every_form_of_import_is_read(tmp_path):
+    probe = REPO / "edgeft" / "runtime" / "_layer_probe.py"
+    assert not probe.exists()
+    source = ("import importlib\nfrom . import cpu\nfrom ..export import verify\nfrom .. import errors\n"
+              "def f():\n    importlib.import_module('torch.nn')\n    __import__('onnx')\n")
+    probe.write_text(source)
+    try:
+        assert imports(probe) == {"importlib", "edgeft.runtime", "edgeft.export", "edgeft.errors", "torch.nn", "onnx"}
+    finally:
+        probe.unlink()
 
 
 def sources() -> list[tuple[str, Path]]:

@@ -130,6 +130,42 @@ def test_force_refuses_a_folder_with_files_that_are_not_its_bundle(text_run, tex
     assert (out / "IMPORTANT.txt").read_text() == "mine" and (out / "sub/data.csv").is_file()
 
 
+def test_force_refuses_a_foreign_sub_folder_alone(text_run, text_bundle, tmp_path):
+    out = Path(shutil.copytree(text_bundle, tmp_path / "bundle"))
+    (out / "photos").mkdir()  # an empty folder of the user's: no foreign file, still not the bundle's
+    line = one_error_line(["export", text_run, "-o", out, "--force"])
+    assert "photos" in line and "refusing" in line and (out / "photos").is_dir()
+
+
+def test_package_zip_force_refuses_a_file_that_is_not_a_package(text_bundle, tmp_path):
+    out = tmp_path / "notes.zip"
+    out.write_text("my notes, not a zip")
+    line = one_error_line(["package", str(text_bundle), "-o", str(out), "--zip", "--force"])
+    assert "refusing" in line and out.read_text() == "my notes, not a zip", line
+
+
+def test_force_swaps_the_bundle_in_one_step(text_run, text_bundle, tmp_path, monkeypatch):
+    """`-o` holds a whole bundle after every rename or removal that --force makes: old, then new."""
+    out = Path(shutil.copytree(text_bundle, tmp_path / "bundle"))
+    old_sha = json.loads((out / "edgeft.json").read_text())["source"]["model_sha256"]
+    whole = []
+
+    def watched(real):  # noqa: ANN001, ANN202
+        def call(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            result = real(*args, **kwargs)
+            whole.append((out / "edgeft.json").is_file() and (out / "model.onnx").is_file())
+            return result
+        return call
+
+    monkeypatch.setattr(os, "replace", watched(os.replace))
+    monkeypatch.setattr(os, "rename", watched(os.rename))
+    monkeypatch.setattr(shutil, "rmtree", watched(shutil.rmtree))
+    result = CliRunner().invoke(main, ["export", str(text_run), "-o", str(out), "--force", "-q", "none"])
+    assert result.exit_code == 0, result.output
+    assert whole and all(whole), whole
+    assert json.loads((out / "edgeft.json").read_text())["source"]["model_sha256"] != old_sha
+
+
 def test_a_second_writer_of_the_same_output_fails_at_once(text_run, tmp_path):
     from edgeft.outputs import OutputLock
 
@@ -198,4 +234,4 @@ def test_a_disk_that_fills_during_the_write_leaves_nothing(small_disk, text_bund
 def test_a_read_only_target_gives_one_line(small_disk, text_bundle):
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     line = one_error_line(["package", text_bundle, "-o", small_disk / "app.zip", "--zip"])
-    assert str(small_disk) in line and "not writable" in line or "Read-only" in line
+    assert str(small_disk) in line and ("not writable" in line or "Read-only" in line), line

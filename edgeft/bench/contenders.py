@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from edgeft.bench.process import RunnerProcess
 from edgeft.bench.targets import Target
 from edgeft.errors import UsageError
-from edgeft.manifest import Manifest, read_manifest, sha256_file
+from edgeft.manifest import Manifest, checked_golden, read_manifest, sha256_file
 
 
 class Contender:
@@ -119,7 +119,13 @@ def contenders_of(paths: tuple[str, ...]) -> list[BundleContender | ModelFileCon
         name = path.resolve().name
         if any(c.name == name for c in found):
             name = f"{name}#{len(found) + 1}"
-        found.append(ModelFileContender(name, path) if bare else BundleContender(name, path, read_manifest(path)))
+        if bare:
+            found.append(ModelFileContender(name, path))
+            continue
+        manifest = read_manifest(path)
+        if manifest.golden:
+            checked_golden(path, manifest)  # a changed golden file is refused before anything is timed
+        found.append(BundleContender(name, path, manifest))
     first = found[0]
     assert isinstance(first, BundleContender)  # a bare file never comes first
     for c in found[1:]:

@@ -33,8 +33,9 @@ from edgeft.cli.common import APP_OPTION, lines, logger, print_json, table
 @click.option("--eval-samples", default=256, show_default=True, type=int,
               help="Held-out samples for the PyTorch comparison and accuracy.")
 @click.option("--target", "-t", default="cpu", show_default=True,
-              help="The device class the bundle is made for: cpu (this machine), arm64 (phones and boards) or "
-                   "x86-vnni. It decides the INT8 recipes (8-bit weights where kernels are exact), the numerics "
+              help="The device class the bundle is made for: cpu (this machine's class), arm64 (phones and "
+                   "boards), x86-vnni or x86-avx2 (x86 without VNNI: 7-bit weights, made alike on any host). "
+                   "It decides the INT8 recipes (8-bit weights where kernels are exact), the numerics "
                    "that judge accuracy (exact int8 reproduced here when this CPU differs) and the golden vectors. "
                    "qemu-arm64 or ssh://[user@]host[:port]: as arm64 (or the CPU read there), and the kept "
                    "candidate must also meet the budget on --confirm-samples run on that device.")
@@ -78,7 +79,7 @@ def export(source: str, output: str, as_json: bool, **options: Any) -> None:
 @click.command()
 @click.argument("source")
 @click.option("--target", "-t", default="cpu", show_default=True,
-              help="cpu (this machine), arm64 or x86-vnni (their kernels' rules), ssh://[user@]host[:port] or "
+              help="cpu (this machine), arm64, x86-vnni or x86-avx2 (their kernels' rules), ssh://[user@]host[:port] or "
                    "qemu-arm64 (read on the device; those two need a BUNDLE).")
 @click.option("--json", "as_json", is_flag=True, help="Print the preflight as JSON on stdout.")
 def doctor(source: str, target: str, as_json: bool) -> None:

@@ -21,6 +21,7 @@ from edgeft.manifest import (
     TOKENIZER,
     Manifest,
     TensorSpec,
+    checked_golden,
     read_manifest,
     sha256_file,
     write_manifest,
@@ -104,7 +105,7 @@ def make_app(folder: Path, work: Path, top_k: int = TOP_K, log: Callable[[str], 
     app_file = work / "app.onnx"
     onnx.save(model, str(app_file))
 
-    with np.load(folder / manifest.golden["file"], allow_pickle=False) as golden:
+    with np.load(checked_golden(folder, manifest), allow_pickle=False) as golden:
         inputs = golden["crops"] if isinstance(spec, ImagePreprocessing) else golden["texts"]
     numerics = manifest.golden.get("numerics", "host")
     if isinstance(spec, ImagePreprocessing):
@@ -157,7 +158,8 @@ def make_app(folder: Path, work: Path, top_k: int = TOP_K, log: Callable[[str], 
         app_info["golden_sizes"] = [list(image.shape[1::-1]) for image in items]
     manifest = replace(
         manifest, inputs=inputs, outputs=outputs, app=app_info, files=files,
-        golden={**{k: v for k, v in manifest.golden.items() if k != "device"}, "file": GOLDEN, "count": len(items), "inputs": list(stored), "atol": atol,
+        golden={**{k: v for k, v in manifest.golden.items() if k != "device"}, "file": GOLDEN, "sha256": sha256_file(folder / GOLDEN),
+                "count": len(items), "inputs": list(stored), "atol": atol,
                 "top1": reference.argmax(-1).tolist()},
         source={**manifest.source, "model_sha256": sha256_file(folder / "model.onnx")})
     write_manifest(folder, manifest)

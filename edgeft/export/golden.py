@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeft.export.inputs import InputMaker
 from edgeft.export.verify import onnx_logits
-from edgeft.manifest import GOLDEN
+from edgeft.manifest import GOLDEN, sha256_file
 
 COUNT = 4
 RELATIVE_TOLERANCE = {"none": 1e-4, "fp16": 1e-2, "dynamic": 5e-2, "static": 5e-2}
@@ -45,7 +45,7 @@ def write_golden(bundle: Path, model_file: Path, maker: InputMaker, items: Seque
     np.savez_compressed(bundle / GOLDEN, **arrays)
     scale = max(1.0, float(np.abs(logits).max()))
     return {
-        "file": GOLDEN, "count": len(items), "output": "logits",
+        "file": GOLDEN, "sha256": sha256_file(bundle / GOLDEN), "count": len(items), "output": "logits",
         "inputs": ["crops"] if maker.tokenizer is None else ["texts", *feeds],
         "atol": RELATIVE_TOLERANCE[mode] * scale, "top1": logits.argmax(-1).tolist(), "numerics": numerics,
     }

@@ -3,7 +3,8 @@
 A target names the CPU profile whose kernels run the bundle (which recipes are exact there) and the
 numerics that judge a candidate's accuracy on this machine:
 
-- ``host``: this machine's own onnxruntime kernels (the target is this CPU);
+- ``host``: this machine's own onnxruntime kernels (the target is this CPU, or ``x86-avx2``, whose
+  recipes use 7-bit or uint8 weights that every x86 and ARM kernel computes exactly);
 - ``simulated``: exact int8 arithmetic, which ARM, VNNI and GPU kernels compute, reproduced on an x86
   CPU whose u8s8 kernels saturate by re-encoding the int8 weights as uint8 (the same values), which
   its fused kernels compute exactly (``edgeft.export.exact_int8``: bit-identical to onnxruntime's
@@ -24,7 +25,7 @@ from typing import Callable
 
 from edgeft.errors import UnknownNameError
 from edgeft.registry import Registry
-from edgeft.runtime.cpu import CpuInfo, cpu_info
+from edgeft.runtime.cpu import CpuInfo, cpu_class, cpu_info, profile
 
 NUMERICS = ("host", "simulated")
 
@@ -51,9 +52,15 @@ class QuantTarget:
         """7-bit weights for an INT8 ``mode``: where the target's u8s8 kernels saturate."""
         return mode in ("dynamic", "static") and self.cpu.u8s8_saturates
 
+    @property
+    def cpu_class(self) -> str:
+        """The class of kernels the bundle is made for (``x86-avx2``, ``x86-vnni``, ``arm64``...):
+        for ``cpu``, the class this machine was when the bundle was made."""
+        return cpu_class(self.cpu)
+
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "description": self.description, "numerics": self.numerics,
-                "cpu": self.cpu.to_dict(), "device": self.device}
+        return {"name": self.name, "class": self.cpu_class, "description": self.description,
+                "numerics": self.numerics, "cpu": self.cpu.to_dict(), "device": self.device}
 
 
 def _exact_numerics(host: CpuInfo) -> str:
@@ -66,19 +73,27 @@ TARGETS: Registry[Callable[[CpuInfo], QuantTarget]] = Registry("target")
 
 @TARGETS.register("cpu")
 def _this_cpu(host: CpuInfo) -> QuantTarget:
-    return QuantTarget("cpu", f"this machine ({host.model})", host, "host")
+    return QuantTarget("cpu", f"this machine ({host.model}, {cpu_class(host)})", host, "host")
 
 
 @TARGETS.register("arm64")
 def _arm64(host: CpuInfo) -> QuantTarget:
-    cpu = CpuInfo("aarch64", "generic ARMv8-A (onnxruntime's ARM kernels)", host.cores, ("dotprod",), "generic")
-    return QuantTarget("arm64", "ARM64 phones and boards: exact int8 arithmetic", cpu, _exact_numerics(host))
+    return QuantTarget("arm64", "ARM64 phones and boards: exact int8 arithmetic", profile("arm64", host.cores),
+                       _exact_numerics(host))
 
 
 @TARGETS.register("x86-vnni")
 def _x86_vnni(host: CpuInfo) -> QuantTarget:
-    cpu = CpuInfo("x86_64", "x86 with AVX-512 VNNI or AVX-VNNI", host.cores, ("avx2", "avx512", "avx512_vnni"), "generic")
-    return QuantTarget("x86-vnni", "x86 CPUs with VNNI: exact int8 arithmetic", cpu, _exact_numerics(host))
+    return QuantTarget("x86-vnni", "x86 CPUs with VNNI: exact int8 arithmetic", profile("x86-vnni", host.cores),
+                       _exact_numerics(host))
+
+
+@TARGETS.register("x86-avx2")
+def _x86_avx2(host: CpuInfo) -> QuantTarget:
+    """x86 without VNNI, whose u8s8 kernels saturate with 8-bit weights: its recipes keep weights to
+    7 bits (or uint8), on which no kernel saturates, so every host computes them as it does."""
+    return QuantTarget("x86-avx2", "x86 CPUs with AVX2 and no VNNI: u8s8 kernels saturate, so INT8 weights are "
+                       "7-bit (or uint8)", profile("x86-avx2", host.cores), "host")
 
 
 @TARGETS.register("qemu-arm64")

@@ -121,26 +121,32 @@ class CachePlan:
     train: Any  # a torch Dataset: raw items, or CachedStates
     val: Any
     info: CacheInfo | None = None
+    head_features: CachedStates | None = None  # pooled training features a head-only run fits its head on
 
     def close(self) -> None:
-        for items in (self.train, self.val):
+        for items in (self.train, self.val, self.head_features):
             if isinstance(items, CachedStates):
                 items.close()
 
 
 def plan_cache(model: Backbone, frozen_prefix: int, train: Any, val: Any, *, enabled: bool, augment: bool,
                device: torch.device, spill_beside: Path, log: Callable[[str], None],
-               batches: Callable[[Any, str], Iterable]) -> CachePlan:
+               batches: Callable[[Any, str], Iterable], head_features: bool = False) -> CachePlan:
     """Cache the frozen prefix's output (pooled when the whole backbone is frozen) of ``train``
     and ``val`` when that pays, else plan the full model. ``batches(items, what)`` yields the
-    items' batches on ``device``."""
+    items' batches on ``device``. ``head_features``: a run that trains the head alone gets the
+    pooled training features to fit it on, cache or not."""
+    pooled = frozen_prefix == len(model.groups())
     reason = ("off (--no-cache-features)" if not enabled else
               "off, because --augment changes the inputs every epoch" if augment else
               "off, no frozen prefix to cache" if frozen_prefix == 0 else None)
     if reason:
         log(f"feature cache: {reason}")
-        return CachePlan("full", 0, train, val)
-    pooled = frozen_prefix == len(model.groups())
+        fit_on = None
+        if head_features and pooled:
+            set_train_mode(model)
+            fit_on = compute_states(model, batches(train, "train"), len(train), frozen_prefix, True, spill_beside)
+        return CachePlan("full", 0, train, val, head_features=fit_on)
     start = time.perf_counter()
     set_train_mode(model)  # frozen groups in eval mode, as during training
     caches = [compute_states(model, batches(items, what), len(items), frozen_prefix, pooled, spill_beside)
@@ -151,4 +157,5 @@ def plan_cache(model: Backbone, frozen_prefix: int, train: Any, val: Any, *, ena
     where = "pooled features" if pooled else f"the output of the first {frozen_prefix} groups"
     log(f"feature cache: {where} of {info.items} items, {info.bytes / 2**20:.1f} MiB in {info.storage}, "
         f"{info.seconds:.1f} s")
-    return CachePlan("pooled" if pooled else "prefix", frozen_prefix, caches[0], caches[1], info)
+    return CachePlan("pooled" if pooled else "prefix", frozen_prefix, caches[0], caches[1], info,
+                     head_features=caches[0] if pooled else None)

@@ -136,7 +136,7 @@ def _finetune(config: FinetuneConfig, run: RunDir, ctx: DistContext, resume: boo
 
     plan = plan_cache(model, freeze.frozen_prefix, *_items(model, splits, config), enabled=config.cache_features,
                       augment=config.augment, device=device, spill_beside=run.path.absolute(), log=log,
-                      batches=batches)
+                      batches=batches, head_features=config.epochs != "auto")
     created = False
     try:
         trainer = Trainer(config, splits, model, freeze, plan, run, ctx, device, precision, log, progress)

@@ -1,7 +1,7 @@
 """The training loop: AdamW, warmup + cosine, label smoothing, early stopping, the best epoch
 kept, resume. It runs on what ``cache.plan_cache`` planned: the whole model, the layers after a
 cached frozen prefix, or, for a head alone on pooled features with ``--epochs auto``, a head
-fitted to convergence (``head_fit``)."""
+fitted to convergence (``head_fit``); with ``--epochs N`` there, the N epochs start from that fit."""
 
 from __future__ import annotations
 
@@ -66,6 +66,11 @@ class Trainer:
         self.log, self.progress = log, progress and ctx.is_main
         self.step = _Step(model, plan.mode, plan.prefix)
         self.head_fit = plan.mode == "pooled" and config.epochs == "auto"
+        # --epochs N for a head alone (cache or not): N AdamW epochs from the convergent fit. From a
+        # fresh head, minibatch AdamW needs ~50 epochs to reach it (digits: 88% after 8 against 90.8%,
+        # whatever the learning rate; benchmarks/finetune_quality.py), so the epochs refine the fit instead.
+        self.warm_start = plan.head_features is not None and config.epochs != "auto"
+        self.head_init: dict[str, Any] | None = None
         self.epochs = config.resolved_epochs(self.head_fit)
         self.step_ddp: nn.Module = self.step
         if ctx.enabled:
@@ -120,7 +125,7 @@ class Trainer:
 
     def _fit_head(self) -> tuple[float, dict[str, Any]]:
         """The head fitted to convergence on the cached pooled training features."""
-        cache = self.plan.train
+        cache = self.plan.head_features
         assert isinstance(cache, CachedStates)
         fit = fit_linear_head(cache.tensors[0], cache.labels, len(self.splits.classes))
         fit.load_into(self.model.get_classifier())
@@ -144,6 +149,9 @@ class Trainer:
         return loss / count, correct / count
 
     def fit(self) -> None:
+        if self.warm_start and not self.history:
+            _, self.head_init = self._fit_head()
+            self.log(f"then {self.epochs} AdamW epochs from the fitted head (lr {self.lr:g})")
         for epoch in range(len(self.history) + 1, self.epochs + 1):
             if self.stopped_early:
                 break
@@ -184,7 +192,7 @@ class Trainer:
         return {"epochs": self.history, "best_epoch": self.best_epoch,
                 "best_val_accuracy": self.best_accuracy, "stopped_early": self.stopped_early,
                 "trainable_params": self.freeze.trainable, "frozen_params": self.freeze.frozen,
-                "cache": info.to_dict() if info else None,
+                "cache": info.to_dict() if info else None, "head_init": self.head_init,
                 "processes": self.ctx.world_size, "ranks_weights_sha256": self.digest}
 
     def _state(self) -> dict[str, Any]:
@@ -204,6 +212,7 @@ class Trainer:
             self.history = list(state["metrics"]["epochs"][: state["epoch"]])
             self.best_accuracy, self.best_loss = state["best_accuracy"], state["best_loss"]
             self.best_epoch, self.bad_epochs, self.stopped_early = state["best_epoch"], state["bad_epochs"], state["stopped_early"]
+            self.head_init = state["metrics"].get("head_init")
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise self.run.unfit(exc) from None
         if self.ctx.is_main:

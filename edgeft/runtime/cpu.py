@@ -1,13 +1,16 @@
 """What this CPU can do for quantized kernels: model name and ISA flags (stdlib only).
 
 Used by export (to choose a recipe that is exact here), bench (fingerprints) and doctor.
+``cpu_info()`` is the one reader of this machine's CPU; ``PROFILES`` are the CPU classes a bundle
+can be made for (the targets ``x86-avx2``, ``x86-vnni`` and ``arm64`` use them, and the test suite
+replaces the reader by one of them: ``EDGEFT_TEST_CPU``).
 """
 
 from __future__ import annotations
 
 import os
 import platform
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 _X86_FLAGS = {"avx2": "avx2", "avx512f": "avx512", "avx512_vnni": "avx512_vnni", "avx_vnni": "avx_vnni",
@@ -86,7 +89,36 @@ def _arm_hwcaps() -> set[str]:
 
 
 def cpu_info() -> CpuInfo:
-    """Read ``/proc/cpuinfo`` where there is one (Linux); elsewhere only what ``platform`` says."""
+    """This machine's CPU: ``/proc/cpuinfo`` where there is one (Linux), elsewhere what ``platform``
+    says. Every decision about this machine's kernels reads it here, through ``_read_host``."""
+    return _read_host()
+
+
+# The CPU classes whose INT8 kernels differ in what they compute exactly (``cpu_class``), as generic
+# profiles: what export, the doctor and verify decide for a class depends on these fields alone.
+PROFILES: dict[str, CpuInfo] = {
+    "x86-avx2": CpuInfo("x86_64", "x86 with AVX2, without VNNI", 1, ("avx2",), "generic"),
+    "x86-vnni": CpuInfo("x86_64", "x86 with AVX-512 VNNI or AVX-VNNI", 1, ("avx2", "avx512", "avx512_vnni"), "generic"),
+    "arm64": CpuInfo("aarch64", "generic ARMv8-A (onnxruntime's ARM kernels)", 1, ("dotprod",), "generic"),
+}
+
+
+def profile(name: str, cores: int) -> CpuInfo:
+    """The generic CPU of class ``name`` (a key of ``PROFILES``) with ``cores`` logical cores."""
+    return replace(PROFILES[name], cores=cores)
+
+
+def cpu_class(cpu: CpuInfo) -> str:
+    """The class whose INT8 numerics ``cpu`` has: ``x86-avx2`` (u8s8 saturates; any x86 without
+    VNNI), ``x86-vnni``, ``arm64``, or the architecture's own name for anything else."""
+    if cpu.arch in ("x86_64", "amd64"):
+        return "x86-avx2" if cpu.u8s8_saturates else "x86-vnni"
+    if cpu.arch in ("aarch64", "arm64"):
+        return "arm64"
+    return cpu.arch or "unknown"
+
+
+def _read_host() -> CpuInfo:
     arch = platform.machine().lower()
     model, flags, ident = _cpuinfo()
     if arch in ("aarch64", "arm64") and platform.system() == "Linux":

@@ -19,6 +19,8 @@ from edgeft.export.select import Builder, Judge, repair
 from edgeft.export.verify import onnx_logits
 from edgeft.runtime.cpu import CpuInfo
 
+pytestmark = pytest.mark.recipes  # .ci/run runs these under each EDGEFT_TEST_CPU profile
+
 AVX2 = CpuInfo("x86_64", "Some EPYC", 2, ("avx2",))
 VNNI = CpuInfo("x86_64", "Some Xeon", 8, ("avx2", "avx512", "avx512_vnni"))
 ARM = CpuInfo("aarch64", "Cortex-A76", 8, ("dotprod",))

@@ -112,6 +112,57 @@ def test_the_golden_check_fails_when_the_app_graph_resizes_differently(image_bun
     assert not (tmp_path / "app").exists()
 
 
+@pytest.fixture(scope="module")
+def image_int8_bundle(image_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "bundle"
+    result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(out), "-q", "static"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("kind, levels", [("float", 1.0), ("int8", 24.0)])
+def test_an_app_graph_that_normalises_wrongly_is_refused(kind, levels, request, tmp_path, monkeypatch):
+    """The tolerance is the bundle's, not one the app builder may widen: a float graph whose mean is
+    one level off (1/255 of the range) is refused, and a quantized bundle is checked as well."""
+    from dataclasses import replace
+
+    import edgeft.export.app_bundle as app_bundle
+
+    bundle = request.getfixturevalue("image_bundle" if kind == "float" else "image_int8_bundle")
+    build = app_bundle.add_app_graph
+    monkeypatch.setattr(app_bundle, "add_app_graph", lambda model, spec, *a: build(
+        model, replace(spec, mean=tuple(m + levels for m in spec.mean)), *a))
+    result = CliRunner().invoke(main, ["package", str(bundle), "-o", str(tmp_path / "app"), "--app"])
+    assert result.exit_code == 1 and "differs from the Python runtime" in result.output, result.output
+    assert not (tmp_path / "app").exists()
+
+
+def test_channels_with_their_own_mean_and_std_keep_their_order(tmp_path):
+    """ImageNet's per-channel mean and std, on a graph that returns each channel's mean: the app
+    graph's normalised RGB equals the runtime's, channel by channel (an R/B swap would show)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edgeft.export.app_graph import add_app_graph
+    from edgeft.runtime.preprocess import normalize
+
+    spec = ImagePreprocessing(size=32, resize=36, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["pixel_values", "axes"], ["logits"], keepdims=0)], "g",
+                              [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+                              [onnx.numpy_helper.from_array(np.array([2, 3], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    add_app_graph(model, spec, 3, 3)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    pixels = np.zeros((40, 50, 3), np.uint8)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = 250, 120, 10
+    got = session.run(["logits"], {"pixels": pixels})[0][0]
+    want = normalize(crop_image(Image.fromarray(pixels), spec)[None], spec).mean((0, 2, 3))
+    assert np.allclose(got, want, atol=1e-4), (got, want)
+    assert got[0] > 2 and got[2] < -1.5  # red bright, blue dark: the channels are where they belong
+
+
 def test_export_app_writes_an_app_bundle(image_run, tmp_path):
     out = tmp_path / "bundle"
     result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(out), "--app", "--quantize", "dynamic"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeft.export.exact_int8 import exact_int8_model
@@ -57,3 +58,68 @@ def test_graphs_without_int8_weights_come_back_unchanged(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "f.onnx")
     assert onnx.load_from_string(exact_int8_model(tmp_path / "f.onnx")) == onnx.load(str(tmp_path / "f.onnx"))
+
+
+# -- every operator with int8 weights, not only DequantizeLinear ------------------------------------
+# (weight input, zero point input) of each operator, as the ONNX and com.microsoft specs define them
+SLOTS = {"MatMulInteger": (1, 3), "ConvInteger": (1, 3), "DynamicQuantizeMatMul": (1, 3), "QAttention": (1, 7)}
+
+
+def _integer_graph(path, op: str, weights: np.ndarray, zero_point: np.ndarray) -> None:
+    """One ``op`` node with int8 ``weights`` and their ``zero_point``: uint8 x in, the op's output out."""
+    ms = "com.microsoft" if op in ("DynamicQuantizeMatMul", "QAttention") else ""
+    inits = [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(zero_point, "w_zero"),
+             numpy_helper.from_array(np.array(0, np.uint8), "x_zero"), numpy_helper.from_array(np.array(1.0, np.float32), "one")]
+    x_type, out_type = TensorProto.UINT8, TensorProto.INT32
+    if op == "MatMulInteger":
+        node, x_shape, out_shape = helper.make_node(op, ["x", "w", "x_zero", "w_zero"], ["y"]), [1, K], [1, N]
+    elif op == "ConvInteger":
+        node, x_shape, out_shape = helper.make_node(op, ["x", "w", "x_zero", "w_zero"], ["y"]), [1, K, 1, 1], [1, N, 1, 1]
+    elif op == "DynamicQuantizeMatMul":
+        node = helper.make_node(op, ["x", "w", "w_scale", "w_zero"], ["y"], domain=ms)
+        inits.append(numpy_helper.from_array(np.ones(N, np.float32), "w_scale"))
+        x_type, out_type, x_shape, out_shape = TensorProto.FLOAT, TensorProto.FLOAT, [1, K], [1, N]
+    else:  # QAttention: structure only (its kernel needs a real attention shape)
+        node = helper.make_node(op, ["x", "w", "bias", "one", "one", "", "x_zero", "w_zero"], ["y"], domain=ms,
+                                num_heads=1)
+        inits.append(numpy_helper.from_array(np.zeros(weights.shape[1], np.float32), "bias"))
+        x_type, out_type, x_shape, out_shape = TensorProto.UINT8, TensorProto.FLOAT, [1, 1, K], [1, 1, N // 3]
+    graph = helper.make_graph([node], op, [helper.make_tensor_value_info("x", x_type, x_shape)],
+                              [helper.make_tensor_value_info("y", out_type, out_shape)], inits)
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(ms, 1)] if ms else [])
+    onnx.save(helper.make_model(graph, opset_imports=opsets), path)
+
+
+def _full_range(op: str) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    shape = {"ConvInteger": (N, K, 1, 1), "QAttention": (K, 3 * N)}.get(op, (K, N))
+    return np.where(rng.random(shape) < 0.9, 127, -127).astype(np.int8)  # pairs of 255 x 127 saturate int16
+
+
+@pytest.mark.parametrize("op", sorted(SLOTS))
+def test_every_integer_operator_has_its_int8_weights_reencoded(tmp_path, op):
+    weights = _full_range(op)
+    zero = np.zeros(N if op in ("MatMulInteger", "DynamicQuantizeMatMul") else (), np.int8)  # per-tensor where the kernel asks
+    _integer_graph(tmp_path / "m.onnx", op, weights, zero)
+    model = onnx.load_from_string(exact_int8_model(tmp_path / "m.onnx"))
+    node, inits = model.graph.node[0], {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    w, z = (inits[node.input[i]] for i in SLOTS[op])
+    assert w.dtype == np.uint8 and np.array_equal(w.astype(np.int16) - 128, weights), op  # the same values
+    assert z.dtype == np.uint8 and (z == 128).all() and z.shape == zero.shape
+    if op == "QAttention":
+        return
+    x = np.full([1, K, 1, 1] if op == "ConvInteger" else [1, K], 255, np.float32 if op == "DynamicQuantizeMatMul" else np.uint8)
+    exact = x.reshape(1, K).astype(np.int64) @ weights.reshape(N, K).T.astype(np.int64) if op == "ConvInteger" else \
+        x.astype(np.int64) @ weights.astype(np.int64)
+    got = onnx_logits(tmp_path / "m.onnx", [{"x": x}], numerics="simulated").reshape(1, N)
+    if op == "DynamicQuantizeMatMul":  # x quantized to uint8 with scale 1 (range 0..255): exact too
+        assert np.allclose(got, exact, rtol=1e-6), (got, exact)
+    else:
+        assert np.array_equal(got, exact), (got, exact)  # u8u8 kernels are exact on every CPU
+
+
+def test_weights_with_a_nonzero_zero_point_are_left_as_they_are(tmp_path):
+    """Re-encoding assumes zero point 0 (onnxruntime's symmetric weights); any other is kept."""
+    weights = _full_range("MatMulInteger")
+    _integer_graph(tmp_path / "m.onnx", "MatMulInteger", weights, np.full(N, 3, np.int8))
+    assert onnx.load_from_string(exact_int8_model(tmp_path / "m.onnx")) == onnx.load(str(tmp_path / "m.onnx"))

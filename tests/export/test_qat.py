@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from edgeft.cli import main
-from tests.conftest import read_json, write_image_folder
+from tests.conftest import SEVEN_BIT, read_json, write_image_folder
+
+pytestmark = pytest.mark.recipes
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +84,47 @@ def test_a_static_recipe_that_misses_is_tried_again_quantization_aware(partial_r
         assert result.exit_code == 0, result.output
     qat = read_json(tmp_path / "qat" / "edgeft.json")["quantization"]
     plain = read_json(tmp_path / "plain" / "edgeft.json")["quantization"]
-    first = "static u8s8 per-tensor reduce-range minmax"
+    first = f"static u8s8 per-tensor{' reduce-range' if SEVEN_BIT else ''} minmax"  # the suite's profile decides
     assert [a["recipe"] for a in qat["attempts"]] == [first, f"{first} quantization-aware"]
     assert qat["qat"] and qat["qat_groups"] == ["blocks.6", "neck", "head"] and qat["qat_steps"] > 0
     assert not plain["qat"] and [a["recipe"] for a in plain["attempts"]][0] == first
     assert not qat["head_refit"]  # a run that trained groups is not refitted: its groups are
     tuned, ptq = _int8_weights(tmp_path / "qat" / "model.onnx"), _int8_weights(tmp_path / "plain" / "model.onnx")
     assert any(not np.array_equal(tuned[k], ptq[k]) for k in tuned.keys() & ptq.keys())
+
+
+@pytest.mark.parametrize("per_channel, reduce_range", [(False, False), (True, True), (False, True)])
+def test_every_weight_grid_the_recipes_use(partial_run, per_channel, reduce_range):
+    """Per-tensor weights share one scale; 7-bit weights (reduce_range) use onnxruntime's [-64, 64]."""
+    from edgeft.export.qat import qat_finetune
+
+    _, plan = _plan(partial_run, epochs=1)
+    tuned, _ = qat_finetune(plan, per_channel=per_channel, reduce_range=reduce_range)
+    qmax = 64 if reduce_range else 127
+    for conv in [m for m in tuned.modules() if isinstance(m, torch.nn.Conv2d)]:
+        w = conv.weight.detach().flatten(1)
+        absmax = w.abs().amax(1, keepdim=True) if per_channel else w.abs().max()
+        q = w / (absmax.clamp_min(1e-12) / qmax)
+        assert torch.allclose(q, q.round(), atol=1e-3) and q.abs().max() <= qmax + 1e-3, (q - q.round()).abs().max()
+
+
+def test_layer_inputs_are_fake_quantized_to_uint8_over_their_range():
+    from edgeft.export.qat import _InputFakeQuant
+
+    layer = torch.nn.Linear(64, 2)
+    hook = _InputFakeQuant()
+    layer.train()
+    x = torch.linspace(-1.0, 3.0, 64 * 16).reshape(16, 64)
+    (quantized,) = hook(layer, (x,))
+    scale = 4.0 / 255
+    assert len(torch.unique(quantized)) <= 256 and not torch.equal(quantized, x)
+    assert torch.allclose(quantized, torch.round(x / scale) * scale, atol=1e-5)  # zero point round(1 / scale)
+
+
+def test_qat_always_fine_tunes_a_recipe_that_already_holds(partial_run, tmp_path):
+    result = CliRunner().invoke(main, ["export", str(partial_run), "-o", str(tmp_path / "b"), "-q", "static",
+                                       "--qat", "always"])
+    assert result.exit_code == 0, result.output
+    q = read_json(tmp_path / "b" / "edgeft.json")["quantization"]
+    assert [a["recipe"].endswith("quantization-aware") for a in q["attempts"]] == [True]  # the twin alone
+    assert q["qat"] and q["qat_steps"] > 0 and q["qat_groups"] == ["blocks.6", "neck", "head"]

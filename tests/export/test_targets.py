@@ -20,7 +20,9 @@ from edgeft.export.targets import resolve_target
 from edgeft.export.verify import onnx_logits
 from edgeft.runtime.cpu import CpuInfo
 from edgeft.runtime.preprocess import normalize, preprocessing_from_dict
-from tests.conftest import AVX2_HOST_CPU, needs_arm64, read_json
+from tests.conftest import AVX2_HOST_CPU, SEVEN_BIT, TEST_CPU, needs_arm64, read_json, use_cpu
+
+pytestmark = pytest.mark.recipes
 
 AVX2 = CpuInfo(**AVX2_HOST_CPU)
 ARM = CpuInfo("aarch64", "Cortex-A76", 8, ("dotprod",))
@@ -31,7 +33,7 @@ def test_unknown_target_is_one_line_with_the_known_ones(image_run, tmp_path):
     result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / "b"), "--target", "arm"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.strip() == ("Error: unknown target 'arm'. Did you mean 'arm64'? "
-                                     "Known: arm64, cpu, qemu-arm64, x86-vnni; or ssh://[user@]host[:port].")
+                                     "Known: arm64, cpu, qemu-arm64, x86-avx2, x86-vnni; or ssh://[user@]host[:port].")
     assert not (tmp_path / "b").exists()
 
 
@@ -42,12 +44,48 @@ def test_unknown_target_is_one_line_with_the_known_ones(image_run, tmp_path):
     (ARM, "arm64", "host", False, False),
     (ARM, "cpu", "host", False, False),
     (VNNI, "arm64", "host", False, False),
+    (VNNI, "cpu", "host", False, False),
+    (VNNI, "x86-avx2", "host", True, True),  # 7-bit weights: exact on every kernel, so judged here as they run there
+    (AVX2, "x86-avx2", "host", True, True),
+    (ARM, "x86-avx2", "host", True, True),
 ])
 def test_target_rules(host, name, numerics, static_7bit, dynamic_7bit):
     target = resolve_target(name, host)
     assert target.numerics == numerics
     assert target.reduce_range("static") is static_7bit and target.reduce_range("dynamic") is dynamic_7bit
     assert not target.reduce_range("none") and not target.reduce_range("fp16")
+
+
+@pytest.mark.parametrize("host, cls", [(AVX2, "x86-avx2"), (VNNI, "x86-vnni"), (ARM, "arm64")])
+def test_the_cpu_target_records_which_class_this_machine_was(host, cls):
+    assert resolve_target("cpu", host).to_dict()["class"] == cls
+    for name in ("arm64", "x86-vnni", "x86-avx2"):
+        assert resolve_target(name, host).to_dict()["class"] == name
+
+
+def test_an_avx2_bundle_made_on_a_vnni_host_has_7bit_weights_and_verifies(image_run, tmp_path, monkeypatch):
+    """The issue's case: a VNNI machine makes a bundle for x86 without VNNI."""
+    use_cpu(monkeypatch, VNNI)
+    result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / "avx2"), "-q", "static",
+                                       "--target", "x86-avx2", "--json"])
+    assert result.exit_code == 0, result.output
+    q = read_json(tmp_path / "avx2" / "edgeft.json")["quantization"]
+    assert q["reduce_range"] and q["target"]["name"] == "x86-avx2" and q["target"]["class"] == "x86-avx2"
+    assert q["target"]["numerics"] == "host" and "reduce-range" in q["name"]
+    weights = [w for w in _int8_arrays(tmp_path / "avx2" / "model.onnx") if w.size > 64]
+    # 7 bits: onnxruntime's reduced symmetric range is [-64, 64], where 255 * 64 * 2 < 2**15 cannot saturate
+    assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) == 64
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "avx2"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["kernel_mismatch"] is None
+    use_cpu(monkeypatch, AVX2)  # and on the machine it is made for: the same answer
+    result = CliRunner().invoke(main, ["verify", str(tmp_path / "avx2"), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["kernel_mismatch"] is None, result.output
+
+
+def _int8_arrays(path):
+    model = onnx.load(str(path))
+    return [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == TensorProto.INT8]
 
 
 def _golden_feeds(bundle):
@@ -88,10 +126,12 @@ def test_a_frozen_runs_head_is_refitted_when_the_trained_head_misses_the_budget(
         assert result.exit_code == 0, result.output
     refit_q = read_json(tmp_path / "refit" / "edgeft.json")["quantization"]
     plain_q = read_json(tmp_path / "plain" / "edgeft.json")["quantization"]
-    assert [a["recipe"] for a in refit_q["attempts"]] == ["static u8s8 per-tensor reduce-range minmax",
-                                                         "static u8s8 per-tensor reduce-range minmax head refit"]
+    bits = " reduce-range" if SEVEN_BIT else ""  # `--target cpu` is the suite's profile (EDGEFT_TEST_CPU)
+    assert [a["recipe"] for a in refit_q["attempts"]] == [f"static u8s8 per-tensor{bits} minmax",
+                                                         f"static u8s8 per-tensor{bits} minmax head refit"]
     assert refit_q["head_refit"] and refit_q["head_refit_samples"] == 18 and refit_q["name"].endswith("head refit")
-    assert not plain_q["head_refit"] and plain_q["name"] == "static u8s8 per-channel reduce-range minmax"
+    assert not plain_q["head_refit"] and plain_q["name"] == f"static u8s8 per-channel{bits} minmax"
+    assert refit_q["target"]["class"] == TEST_CPU
     op, refitted = _head(tmp_path / "refit" / "model.onnx")
     assert op == "Gemm" and refitted is not None and refitted.dtype == np.float32  # the head stays in float
     from safetensors.numpy import load_file
@@ -144,9 +184,7 @@ def test_verify_says_when_this_cpu_cannot_compute_as_the_target(image_run, tmp_p
     result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / "arm"), "-q", "static",
                                        "--target", "arm64", "--per-channel"])
     assert result.exit_code == 0, result.output
-    import edgeft.runtime.model as runtime_model
-
-    monkeypatch.setattr(runtime_model, "cpu_info", lambda: avx2_host)  # verify on an x86 CPU without VNNI
+    use_cpu(monkeypatch, avx2_host)  # verify on an x86 CPU without VNNI
     result = CliRunner().invoke(main, ["verify", str(tmp_path / "arm")])
     assert result.exit_code == 1
     line = result.output.strip().splitlines()[-1]
@@ -154,7 +192,7 @@ def test_verify_says_when_this_cpu_cannot_compute_as_the_target(image_run, tmp_p
                            "saturates u8s8") and "the bundle is intact" in line, result.output
     out = json.loads(CliRunner().invoke(main, ["verify", str(tmp_path / "arm"), "--json"]).stdout)
     assert out["kernel_mismatch"] and out["simulated_target"]["ok"]
-    monkeypatch.setattr(runtime_model, "cpu_info", lambda: ARM)  # on the target's kind of CPU: nothing to say
+    use_cpu(monkeypatch, ARM)  # on the target's kind of CPU: nothing to say
     result = CliRunner().invoke(main, ["verify", str(tmp_path / "arm"), "--json"])
     assert json.loads(result.stdout)["kernel_mismatch"] is None
 
@@ -168,3 +206,12 @@ def test_an_arm64_doctor_made_here_offers_8bit_weights_only():
     pre = preflight(target.cpu, "text", {"MatMul": 10}, "1.32.0", ["CPUExecutionProvider"])
     recipes = [v.recipe for v in pre.verdicts if v.recipe.quantized]
     assert {r.mode for r in recipes} >= {"dynamic", "static"} and not any(r.reduce_range for r in recipes)
+
+
+def test_head_refit_always_refits_a_recipe_that_already_holds(image_run, tmp_path):
+    result = CliRunner().invoke(main, ["export", str(image_run), "-o", str(tmp_path / "b"), "-q", "static",
+                                       "--head-refit", "always"])
+    assert result.exit_code == 0, result.output
+    q = read_json(tmp_path / "b" / "edgeft.json")["quantization"]
+    assert [a["recipe"].endswith("head refit") for a in q["attempts"]] == [True]  # the twin alone
+    assert q["head_refit"] and q["name"].endswith("head refit")

@@ -114,9 +114,10 @@ def test_default_head_fit_reaches_the_optimum_of_its_objective(text_csv, tiny_be
 
     fitted = finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "auto")))
     finetune(FinetuneConfig(backbone=str(tiny_bert), data=str(text_csv), output=str(tmp_path / "e3"),
-                             epochs=3))
+                             epochs=3, cache_features=False))  # AdamW from a fresh head (no fit to start from)
     metrics = read_json(tmp_path / "auto/metrics.json")
     assert fitted.epochs_run == 1 and metrics["epochs"][0]["head_fit"]["converged"]
+    assert metrics["epochs"][0]["head_fit"]["iterations"] > 1  # metrics.json records the iterations
     assert read_json(tmp_path / "auto/config.json")["hyperparameters"]["optimizer"].startswith("L-BFGS")
     assert metrics["epochs"][0]["train_loss"] < read_json(tmp_path / "e3/metrics.json")["epochs"][-1]["train_loss"]
 
@@ -133,3 +134,26 @@ def test_default_head_fit_reaches_the_optimum_of_its_objective(text_csv, tiny_be
     loss = torch.nn.functional.cross_entropy(z @ w.T + b, y, reduction="sum") + 0.5 * (w * w).sum()
     loss.backward()
     assert w.grad.abs().max() < 1e-3 and b.grad.abs().max() < 1e-3
+
+
+def test_epochs_on_a_frozen_backbone_refine_the_fitted_head(text_csv, tiny_bert, tmp_path):
+    """`--epochs N` with only the head training: N AdamW epochs that start from the convergent fit
+    (from a fresh head, 8 epochs on the real digits gave 10 points less than the default)."""
+    options = dict(backbone=str(tiny_bert), data=str(text_csv))
+    auto = finetune(FinetuneConfig(**options, output=str(tmp_path / "auto")))
+    epochs = finetune(FinetuneConfig(**options, output=str(tmp_path / "e2"), epochs=2, patience=0))
+    fitted, refined = read_json(tmp_path / "auto/metrics.json"), read_json(tmp_path / "e2/metrics.json")
+    assert refined["head_init"]["converged"] and refined["head_init"]["iterations"] > 0
+    assert [e["epoch"] for e in refined["epochs"]] == [1, 2] and all(e["lr"] is not None for e in refined["epochs"])
+    # where the fit ended (val loss 0.08 here), not where a fresh head starts (~log 3 = 1.1)
+    assert refined["epochs"][0]["val_loss"] < 0.1 + 2 * fitted["epochs"][0]["val_loss"]
+    assert epochs.best_val_accuracy >= auto.best_val_accuracy
+
+
+def test_auto_epochs_beyond_a_head_are_ten_adamw_epochs_with_early_stopping(text_csv, tiny_bert, tmp_path):
+    options = dict(backbone=str(tiny_bert), data=str(text_csv), freeze="none")
+    full = finetune(FinetuneConfig(**options, output=str(tmp_path / "full"), patience=0))
+    assert full.epochs_run == 10 and read_json(tmp_path / "full/config.json")["hyperparameters"]["optimizer"] == "AdamW"
+    stopped = finetune(FinetuneConfig(**options, output=str(tmp_path / "stop"), patience=1, lr=30.0))  # diverges
+    metrics = read_json(tmp_path / "stop/metrics.json")
+    assert metrics["stopped_early"] and stopped.epochs_run < 10

@@ -4,8 +4,10 @@ exit 2, or a correct result; never a traceback, a wrong answer, or memory beyond
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
+import os
 import resource
 import shutil
 import struct
@@ -135,11 +137,24 @@ def test_golden_atol_missing_is_refused(text_bundle, tmp_path):
     assert "golden.atol" in one_error_line(["verify", str(bundle)])
 
 
+class _RunsCode:
+    """Unpickling this runs a command: what a hostile golden file would carry."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+MARKER = Path(tempfile.gettempdir()) / f"edgeft-pickle-ran-{os.getpid()}"
+
+
 def _golden_variants(golden: Path) -> dict[str, bytes]:
     raw = golden.read_bytes()
     arrays = dict(np.load(golden))
     pickled, missing, wrong = io.BytesIO(), io.BytesIO(), io.BytesIO()
-    np.savez(pickled, **{**arrays, "logits": np.array([{"x": 1}] * len(arrays["logits"]), dtype=object)})
+    np.savez(pickled, **{**arrays, "logits": np.array([_RunsCode(MARKER)] * len(arrays["logits"]), dtype=object)})
     np.savez(missing, **{k: v for k, v in arrays.items() if k != "logits"})
     np.savez(wrong, **{**arrays, "logits": arrays["logits"][:, :1]})
     flipped = bytearray(raw)
@@ -155,8 +170,32 @@ def _golden_variants(golden: Path) -> dict[str, bytes]:
                                      "empty"])
 def test_broken_golden_files_give_one_error_line(text_bundle, tmp_path, variant):
     bundle = Path(shutil.copytree(text_bundle, tmp_path / "bundle"))
-    (bundle / "golden.npz").write_bytes(_golden_variants(text_bundle / "golden.npz")[variant])
-    assert "golden" in one_error_line(["verify", str(bundle)])
+    raw = _golden_variants(text_bundle / "golden.npz")[variant]
+    (bundle / "golden.npz").write_bytes(raw)
+    for command in (["verify", str(bundle)], ["bench", str(bundle), "--runs", "1"]):  # before anything runs
+        assert "does not match the manifest's golden.sha256" in one_error_line(command)
+    if variant != "flipped":  # with the manifest's hash made to match, the reader's own guards still hold
+        _edit(bundle, ("golden", "sha256"), hashlib.sha256(raw).hexdigest())
+        MARKER.unlink(missing_ok=True)
+        line = one_error_line(["verify", str(bundle)])
+        assert "golden" in line and "sha256" not in line, line
+        assert not MARKER.exists(), "a pickled golden file ran code"
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.floats(0, 1, exclude_max=True), xor=st.integers(1, 255))
+def test_any_changed_byte_of_the_golden_file_is_refused(text_bundle, tmp_path_factory, where, xor):
+    bundle = Path(shutil.copytree(text_bundle, tmp_path_factory.mktemp("b") / "bundle"))
+    raw = bytearray((bundle / "golden.npz").read_bytes())
+    raw[int(where * len(raw))] ^= xor
+    (bundle / "golden.npz").write_bytes(bytes(raw))
+    assert "golden.sha256" in one_error_line(["verify", str(bundle)])
+
+
+def test_a_manifest_without_the_golden_hash_is_refused(text_bundle, tmp_path):
+    bundle = Path(shutil.copytree(text_bundle, tmp_path / "bundle"))
+    _edit(bundle, ("golden", "sha256"), delete=True)
+    assert "golden.sha256" in one_error_line(["verify", str(bundle)])
 
 
 # -- zips ---------------------------------------------------------------------------------------

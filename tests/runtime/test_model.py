@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -39,6 +40,9 @@ def test_verify_fails_on_outputs_beyond_tolerance(bundle):
     golden = dict(np.load(bundle / "golden.npz"))
     golden["logits"] = golden["logits"] + 1.0
     np.savez(bundle / "golden.npz", **golden)
+    manifest = json.loads((bundle / "edgeft.json").read_text())  # the hash made to match: a real mismatch
+    manifest["golden"]["sha256"] = hashlib.sha256((bundle / "golden.npz").read_bytes()).hexdigest()
+    (bundle / "edgeft.json").write_text(json.dumps(manifest))
     result = CliRunner().invoke(main, ["verify", str(bundle)])
     assert result.exit_code == 1 and result.output.startswith("MISMATCH")
 
