@@ -123,3 +123,18 @@ def test_weights_with_a_nonzero_zero_point_are_left_as_they_are(tmp_path):
     weights = _full_range("MatMulInteger")
     _integer_graph(tmp_path / "m.onnx", "MatMulInteger", weights, np.full(N, 3, np.int8))
     assert onnx.load_from_string(exact_int8_model(tmp_path / "m.onnx")) == onnx.load(str(tmp_path / "m.onnx"))
+
+
+def test_simulated_numerics_run_the_reencoded_graph(tmp_path, monkeypatch):
+    """On a VNNI or ARM host both graphs compute the same numbers, so numbers cannot tell whether
+    the simulation ran: which graph each numerics runs is checked instead."""
+    import edgeft.export.exact_int8 as exact_int8
+
+    seen, real = [], exact_int8.exact_int8_model
+    monkeypatch.setattr(exact_int8, "exact_int8_model", lambda path: seen.append(path) or real(path))
+    _qdq_matmul(tmp_path / "m.onnx", _full_range("MatMulInteger"))
+    feeds = [{"x": np.full((1, K), 255.0, np.float32)}]
+    onnx_logits(tmp_path / "m.onnx", feeds, numerics="host")
+    assert seen == []
+    onnx_logits(tmp_path / "m.onnx", feeds, numerics="simulated")
+    assert seen == [tmp_path / "m.onnx"]
