@@ -66,6 +66,7 @@ M += [
  ("exact QAttention", "edgeft/export/exact_int8.py", ', "QAttention": (1, 7)}', "}", EXACT + "test_every_integer_operator_has_its_int8_weights_reencoded"),
  ("exact nonzero zero point", "edgeft/export/exact_int8.py", " or numpy_helper.to_array(zero).any()", "", EXACT + "test_weights_with_a_nonzero_zero_point_are_left_as_they_are"),
  ("avx2 target", "edgeft/export/targets.py", 'profile("x86-avx2", host.cores), "host")', 'profile("x86-vnni", host.cores), "host")', "tests/export/test_targets.py::test_an_avx2_bundle_made_on_a_vnni_host_has_7bit_weights_and_verifies"),
+ ("avx2 full-range judged", "edgeft/export/targets.py", "full_range_judged=host.u8s8_saturates)", "full_range_judged=True)", "tests/export/test_targets.py::test_an_avx2_bundle_keeps_8bit_nodes_only_where_this_host_computes_them_as_avx2_does"),
  ("cpu class recorded", "edgeft/export/targets.py", '"class": self.cpu_class,', '"class": "cpu",', "tests/export/test_targets.py::test_the_cpu_target_records_which_class_this_machine_was"),
  ("golden sha256", "edgeft/manifest.py", '    if sha256_file(path) != manifest.golden["sha256"]:\n', "    if False:\n", "tests/runtime/test_hostile_bundles.py::test_any_changed_byte_of_the_golden_file_is_refused"),
  ("golden sha256 required", "edgeft/manifest.py", 'if not isinstance(golden.get("sha256"), str) or not _SHA256.fullmatch(golden["sha256"]):', 'if golden.get("sha256") is not None and not _SHA256.fullmatch(golden["sha256"]):', "tests/runtime/test_hostile_bundles.py::test_a_manifest_without_the_golden_hash_is_refused"),

@@ -35,6 +35,7 @@ class QuantizeRecipe:
     activation_type: str = "uint8"
     head_refit: bool = False  # the head kept in float and refitted on the quantized features (frozen runs, static)
     qat: bool = False  # quantized from a quantization-aware fine-tune of the trained groups (edgeft.export.qat)
+    full_range_repair: bool = True  # the target's numerics are judged right here for 8-bit nodes of a 7-bit recipe
 
     def __post_init__(self) -> None:
         if self.mode not in QUANTIZATION_MODES:
@@ -77,7 +78,7 @@ class QuantizeRecipe:
         kept in float."""
         if self.mode != "static":
             return ()
-        return ("full-range", "float") if self.reduce_range else ("float",)
+        return ("full-range", "float") if self.reduce_range and self.full_range_repair else ("float",)
 
     def repaired(self, nodes: int, kind: str = "float") -> "QuantizeRecipe":
         """This recipe with its ``nodes`` most precision-losing nodes treated as ``kind``."""
@@ -162,7 +163,8 @@ class ExportConfig:
         mode = "none" if self.auto else self.quantize
         int8 = mode in ("dynamic", "static")
         return QuantizeRecipe(mode=mode, per_channel=self.per_channel and int8,
-                              reduce_range=target.reduce_range(mode), calibration_method=self.calibration_method)
+                              reduce_range=target.reduce_range(mode), calibration_method=self.calibration_method,
+                              full_range_repair=target.full_range_judged)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -39,6 +39,9 @@ class QuantTarget:
     cpu: CpuInfo
     numerics: str
     device: str | None = None  # the bench target that confirms (edgeft.export.device)
+    # the full-range repair (8-bit weights on chosen nodes of a 7-bit recipe) is judged here as the target
+    # computes it: not where the target's u8s8 kernels saturate and this machine's do not
+    full_range_judged: bool = True
 
     def __post_init__(self) -> None:
         if self.numerics not in NUMERICS:
@@ -93,7 +96,8 @@ def _x86_avx2(host: CpuInfo) -> QuantTarget:
     """x86 without VNNI, whose u8s8 kernels saturate with 8-bit weights: its recipes keep weights to
     7 bits (or uint8), on which no kernel saturates, so every host computes them as it does."""
     return QuantTarget("x86-avx2", "x86 CPUs with AVX2 and no VNNI: u8s8 kernels saturate, so INT8 weights are "
-                       "7-bit (or uint8)", profile("x86-avx2", host.cores), "host")
+                       "7-bit (or uint8)", profile("x86-avx2", host.cores), "host",
+                       full_range_judged=host.u8s8_saturates)
 
 
 @TARGETS.register("qemu-arm64")
@@ -125,4 +129,4 @@ def device_target(spec: str, device_cpu: CpuInfo, host: CpuInfo) -> QuantTarget:
     numerics = _exact_numerics(host) if exact else "host"
     kind = "exact int8 arithmetic" if exact else "u8s8 kernels that saturate with 8-bit weights"
     return QuantTarget(spec, f"{device_cpu.model} ({device_cpu.arch}), read over {spec}: {kind}", device_cpu,
-                       numerics, device=spec)
+                       numerics, device=spec, full_range_judged=exact or host.u8s8_saturates)

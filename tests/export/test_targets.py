@@ -215,3 +215,15 @@ def test_head_refit_always_refits_a_recipe_that_already_holds(image_run, tmp_pat
     q = read_json(tmp_path / "b" / "edgeft.json")["quantization"]
     assert [a["recipe"].endswith("head refit") for a in q["attempts"]] == [True]  # the twin alone
     assert q["head_refit"] and q["name"].endswith("head refit")
+
+
+@pytest.mark.parametrize("host, repairs", [(AVX2, ("full-range", "float")), (VNNI, ("float",)), (ARM, ("float",))])
+def test_an_avx2_bundle_keeps_8bit_nodes_only_where_this_host_computes_them_as_avx2_does(host, repairs):
+    """The full-range repair gives a few nodes of a 7-bit recipe 8-bit weights: they saturate on an AVX2
+    machine, so only a host whose u8s8 saturates too can judge them for --target x86-avx2."""
+    from edgeft.export.config import ExportConfig
+
+    recipe = ExportConfig(source="x", output="y", quantize="static").recipe(resolve_target("x86-avx2", host))
+    assert recipe.reduce_range and recipe.repairs == repairs
+    assert ExportConfig(source="x", output="y", quantize="static").recipe(resolve_target("cpu", AVX2)).repairs == (
+        "full-range", "float")  # this machine's own kernels judge them
