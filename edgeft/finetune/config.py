@@ -44,7 +44,7 @@ class FinetuneConfig:
     ``lr=None`` picks 3e-3 when only the head trains, else 3e-4 for images and 5e-5 for text.
     ``epochs="auto"``: a head alone on cached pooled features is fitted to convergence (L-BFGS,
     ``edgeft.finetune.head_fit``); anything else trains ``AUTO_EPOCHS`` epochs with early stopping.
-    ``epochs=N`` for a head alone on cached features: N AdamW epochs that start from that fit.
+    ``epochs=N`` for a head alone (cache or not): N AdamW epochs that start from that fit.
     """
 
     backbone: str

@@ -124,7 +124,7 @@ class Trainer:
         return total / count
 
     def _fit_head(self) -> tuple[float, dict[str, Any]]:
-        """The head fitted to convergence on the cached pooled training features."""
+        """The head fitted to convergence on the pooled training features (``plan.head_features``)."""
         cache = self.plan.head_features
         assert isinstance(cache, CachedStates)
         fit = fit_linear_head(cache.tensors[0], cache.labels, len(self.splits.classes))
